@@ -1,0 +1,4 @@
+"""AsymK-Talker method core: models, TRE, KCLG chunk loop, sampling, audio and video I/O.
+
+Nothing here imports ComfyUI.
+"""
