@@ -1,11 +1,29 @@
-"""One shape for every input error: which argument, what is wrong, how to fix it."""
+"""One shape for every input error: which argument, what is wrong, how to fix it.
+
+Errors built here are ``ValueError``/``TypeError`` subclasses that also derive from
+:class:`InputError`, so front ends (CLI, ComfyUI) can tell a user's mistake from a bug.
+"""
 
 from __future__ import annotations
+
+
+class InputError(Exception):
+    """Marker base class for errors caused by user input."""
+
+
+class InvalidInputValue(InputError, ValueError):
+    pass
+
+
+class InvalidInputType(InputError, TypeError):
+    pass
 
 
 def input_error(argument: str, problem: str, fix: str, *, kind: type[Exception] = ValueError) -> Exception:
     """Build an exception whose message names the argument, the problem and the fix.
 
-    >>> raise input_error("audio", "the file is empty", "pass a speech recording of at least 0.1 s")
+    ``raise input_error("audio", "the file is empty", "pass a speech recording of at least 0.1 s")``
+    gives ``ValueError: `audio`: the file is empty. Fix: pass a speech recording of at least 0.1 s.``
     """
-    return kind(f"`{argument}`: {problem}. Fix: {fix}.")
+    cls = InvalidInputType if issubclass(kind, TypeError) else InvalidInputValue
+    return cls(f"`{argument}`: {problem}. Fix: {fix}.")

@@ -1,0 +1,154 @@
+"""End-to-end streaming generation: TRE -> KCLG chunk loop -> seamless decode, one chunk at a time.
+
+This composes the method's parts for inference; the pipeline, the ComfyUI nodes and the CLI call
+it. Memory per chunk is constant: audio features, latents and decoder state are per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from .errors import input_error
+from .kclg import Chunk, ChunkPlan, DenoiseChunk, kclg_chunks
+from .sampling import ChunkConditions, sample_chunk_distilled, sample_chunk_teacher, shifted_sigmas
+from .tre import encode_reference
+from .vae import StreamingDecoder, spatial_factor, temporal_factor
+
+SAMPLERS = ("teacher", "distilled")
+
+StepCallback = Callable[[int, int, int, torch.Tensor], torch.Tensor | None]
+"""``callback(chunk_index, step_index, num_steps, latents)``; may return replacement latents."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """``sampler``: ``teacher`` (Euler, many steps, audio guidance) or ``distilled`` (few steps)."""
+
+    sampler: str = "teacher"
+    num_inference_steps: int = 20
+    guidance_scale: float = 1.0
+    shift: float = 3.0
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise input_error("sampler", f"unknown sampler {self.sampler!r}", f"use one of {SAMPLERS}")
+
+
+@dataclass
+class VideoChunk:
+    """A decoded chunk: ``frames`` ``[B, f, H, W, 3]`` float in [0, 1], starting at video frame ``start_frame``."""
+
+    chunk: Chunk
+    frames: torch.Tensor
+    start_frame: int
+
+
+def chunk_audio_features(audio, plan: ChunkPlan, chunk_index: int) -> torch.Tensor:
+    """Audio windows for one chunk: ``[1, n, r, W, L, D_a]`` (frames past the audio are zeros)."""
+    start = chunk_index * plan.video_frames_per_chunk
+    windows = audio.windows(start, plan.video_frames_per_chunk)
+    return windows.reshape(plan.chunk_frames, plan.temporal_factor, *windows.shape[1:]).unsqueeze(0)
+
+
+def make_chunk_denoiser(
+    transformer,
+    scheduler,
+    reference_latents: torch.Tensor,
+    audio,
+    plan: ChunkPlan,
+    settings: SamplingSettings,
+    generator: torch.Generator | None = None,
+    step_callback: StepCallback | None = None,
+) -> DenoiseChunk:
+    """The ``denoise_chunk(index, kernel)`` callable KCLG runs at inference."""
+    batch, channels, _, height, width = reference_latents.shape
+    device, dtype = reference_latents.device, transformer.dtype
+    reference_latents = reference_latents.to(dtype)
+    sigmas = shifted_sigmas(settings.num_inference_steps, settings.shift)
+
+    def denoise(chunk_index: int, kernel: torch.Tensor) -> torch.Tensor:
+        noise = randn_tensor(
+            (batch, channels, plan.chunk_frames, height, width), generator=generator, device=device, dtype=dtype
+        )
+        features = chunk_audio_features(audio, plan, chunk_index).to(device=device, dtype=dtype)
+        conditions = ChunkConditions(
+            kernel=kernel.to(dtype), reference_latents=reference_latents,
+            audio_features=features.expand(batch, *features.shape[1:]),
+        )
+        callback = None
+        if step_callback is not None:
+            def callback(step, num_steps, latents):
+                return step_callback(chunk_index, step, num_steps, latents)
+        if settings.sampler == "distilled":
+            with torch.no_grad():
+                return sample_chunk_distilled(transformer, noise, conditions, sigmas, generator, callback)
+        return sample_chunk_teacher(
+            transformer, scheduler, noise, conditions, settings.num_inference_steps, settings.guidance_scale,
+            callback,
+        )
+
+    return denoise
+
+
+def latent_size(vae, transformer, height: int, width: int) -> tuple[int, int]:
+    """Latent height/width for a video size; raises if the size does not fit the model's grid."""
+    factor = spatial_factor(vae) * transformer.config.patch_size[1]
+    for name, value in (("height", height), ("width", width)):
+        if value % factor:
+            raise input_error(name, f"{value} is not a multiple of {factor}",
+                              f"pass a multiple of {factor} (this model's VAE x patch size)")
+    return height // spatial_factor(vae), width // spatial_factor(vae)
+
+
+def to_frames(video: torch.Tensor) -> torch.Tensor:
+    """VAE output ``[B, 3, f, H, W]`` in [-1, 1] -> frames ``[B, f, H, W, 3]`` in [0, 1]."""
+    return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)
+
+
+def decode_chunks(
+    vae, chunks: Iterator[Chunk], initial_kernel: torch.Tensor, plan: ChunkPlan
+) -> Iterator[VideoChunk]:
+    """Seamlessly decode generated chunks in order; the initial kernel is decoded first as context."""
+    decoder = StreamingDecoder(vae)
+    decoder.decode(initial_kernel)  # causal context only: these frames belong to the reference
+    for chunk in chunks:
+        start, stop = plan.video_range(chunk.index)
+        video = decoder.decode(chunk.latents)[:, :, : stop - start]
+        yield VideoChunk(chunk=chunk, frames=to_frames(video), start_frame=start)
+
+
+@torch.no_grad()
+def generate_video_chunks(
+    transformer,
+    vae,
+    scheduler,
+    image: torch.Tensor,
+    audio,
+    plan: ChunkPlan,
+    settings: SamplingSettings,
+    generator: torch.Generator | None = None,
+    step_callback: StepCallback | None = None,
+    decode: bool = True,
+) -> Iterator[VideoChunk | Chunk]:
+    """Portrait ``[B, 3, H, W]`` in [-1, 1] + per-frame audio features -> decoded chunks, streamed.
+
+    ``audio`` provides ``windows(start_frame, num_frames) -> [num_frames, W, L, D_a]`` (see
+    :class:`asymk_core.audio.FrameAudioFeatures`). With ``decode=False`` the raw latent
+    :class:`Chunk` objects are yielded instead.
+    """
+    if plan.temporal_factor != temporal_factor(vae):
+        raise ValueError("`plan.temporal_factor` does not match the VAE.")
+    reference_latents = encode_reference(vae, image.to(vae.device), plan.window_frames).to(transformer.device)
+    initial_kernel = reference_latents[:, :, : plan.kernel_frames]
+    denoise = make_chunk_denoiser(
+        transformer, scheduler, reference_latents, audio, plan, settings, generator, step_callback
+    )
+    chunks = kclg_chunks(denoise, initial_kernel, plan.num_chunks, plan.kernel_frames)
+    if not decode:
+        yield from chunks
+        return
+    yield from decode_chunks(vae, chunks, initial_kernel, plan)

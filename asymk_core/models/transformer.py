@@ -1,0 +1,252 @@
+"""AsymKTransformer: a Wan2.1-style DiT over [motion kernel | noisy chunk] latent frames.
+
+Inputs per call (one KCLG chunk window of ``F = kernel_frames + chunk_frames`` latent frames):
+
+* ``hidden_states``      ``[B, C, F, h, w]``  kernel latents (clean) followed by the noisy chunk
+* ``reference_latents``  ``[B, C, F, h, w]``  TRE reference latents, concatenated on channels
+* ``timestep``           ``[B, F]``           flow-matching time x 1000 per frame; kernel frames 0
+* ``audio_features``     ``[B, F - kernel_frames, r, W, L, D_a]`` per chunk latent frame: ``r`` video
+  frames, each a window of ``W`` audio feature frames from ``L`` encoder layers of width ``D_a``
+
+Output: the flow-matching velocity ``[B, C, F, h, w]`` (only the chunk frames are used).
+
+Blocks reuse diffusers' Wan building blocks (``WanAttention``, ``WanRotaryPosEmbed``,
+``FeedForward``) and keep Wan's parameter names, so Wan2.1 weights map onto the ``base`` preset.
+Audio enters through a frame-local cross-attention: each chunk latent frame attends only to its own
+audio tokens; its output projection is zero-initialised so a fresh model ignores audio.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import AttentionMixin, FeedForward
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.normalization import FP32LayerNorm
+from diffusers.models.transformers.transformer_wan import WanAttention, WanAttnProcessor, WanRotaryPosEmbed
+from diffusers.utils import BaseOutput
+
+from ..errors import input_error
+from .audio_projection import AudioProjection
+
+PRESETS: dict[str, dict] = {
+    # Seconds on CPU; used by the tests.
+    "tiny": dict(
+        latent_channels=4, num_attention_heads=2, attention_head_dim=16, ffn_dim=64, num_layers=2,
+        freq_dim=32, audio_dim=80, audio_layers=1, audio_hidden_dim=64, audio_tokens_per_frame=2,
+    ),
+    # The shipped default: trainable on CPU, real time on CPU at 64x64.
+    "synthetic": dict(
+        latent_channels=8, num_attention_heads=4, attention_head_dim=32, ffn_dim=384, num_layers=4,
+        freq_dim=64, audio_dim=80, audio_layers=1, audio_hidden_dim=128, audio_tokens_per_frame=2,
+    ),
+    # Wan2.1-1.3B-shaped, with wav2vec2-base audio (13 hidden states of width 768).
+    "base": dict(
+        latent_channels=16, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30,
+        freq_dim=256, audio_dim=768, audio_layers=13, audio_hidden_dim=512, audio_tokens_per_frame=4,
+    ),
+}
+
+
+@dataclass
+class AsymKTransformerOutput(BaseOutput):
+    """``sample``: predicted velocity ``[B, C, F, h, w]``."""
+
+    sample: torch.Tensor
+
+
+class AsymKConditionEmbedder(nn.Module):
+    """Per-frame timestep embedding: ``[B, F]`` -> temb ``[B, F, D]`` and modulation ``[B, F, 6, D]``."""
+
+    def __init__(self, dim: int, freq_dim: int):
+        super().__init__()
+        self.timesteps_proj = Timesteps(num_channels=freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedder = TimestepEmbedding(in_channels=freq_dim, time_embed_dim=dim)
+        self.act_fn = nn.SiLU()
+        self.time_proj = nn.Linear(dim, dim * 6)
+
+    def forward(self, timestep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, frames = timestep.shape
+        frequencies = self.timesteps_proj(timestep.flatten())
+        weight_dtype = self.time_embedder.linear_1.weight.dtype
+        temb = self.time_embedder(frequencies.to(weight_dtype))
+        modulation = self.time_proj(self.act_fn(temb))
+        return temb.view(batch, frames, -1), modulation.view(batch, frames, 6, -1)
+
+
+class AsymKTransformerBlock(nn.Module):
+    """Self-attention with 3D RoPE over the whole window, frame-local audio cross-attention, FFN.
+
+    AdaLN-zero modulation comes per token (from per-frame timesteps) as ``[B, S, 6, D]``.
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, num_heads: int, eps: float = 1e-6):
+        super().__init__()
+        head_dim = dim // num_heads
+        self.norm1 = FP32LayerNorm(dim, eps, elementwise_affine=False)
+        self.attn1 = WanAttention(dim=dim, heads=num_heads, dim_head=head_dim, eps=eps, processor=WanAttnProcessor())
+        self.norm_audio = FP32LayerNorm(dim, eps, elementwise_affine=True)
+        self.audio_attn = WanAttention(
+            dim=dim, heads=num_heads, dim_head=head_dim, eps=eps, cross_attention_dim_head=head_dim,
+            processor=WanAttnProcessor(),
+        )
+        self.ffn = FeedForward(dim, inner_dim=ffn_dim, activation_fn="gelu-approximate")
+        self.norm3 = FP32LayerNorm(dim, eps, elementwise_affine=False)
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 1, 6, dim) / dim**0.5)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        modulation: torch.Tensor,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor],
+        audio_tokens: torch.Tensor | None,
+        kernel_frames: int,
+        tokens_per_frame: int,
+    ) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (
+            self.scale_shift_table + modulation.float()
+        ).unbind(2)
+
+        normed = (self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa).type_as(hidden_states)
+        attn_output = self.attn1(normed, None, None, rotary_emb)
+        hidden_states = (hidden_states.float() + attn_output * gate_msa).type_as(hidden_states)
+
+        if audio_tokens is not None:
+            # Frame-local: fold chunk frames into the batch so frame j only sees audio tokens of frame j.
+            batch, _, dim = hidden_states.shape
+            chunk_start = kernel_frames * tokens_per_frame
+            chunk_states = hidden_states[:, chunk_start:]
+            chunk_frames = audio_tokens.shape[1]
+            queries = self.norm_audio(chunk_states.float()).type_as(hidden_states)
+            queries = queries.reshape(batch * chunk_frames, tokens_per_frame, dim)
+            context = audio_tokens.flatten(0, 1)
+            audio_output = self.audio_attn(queries, context, None, None)
+            audio_output = audio_output.reshape(batch, chunk_frames * tokens_per_frame, dim)
+            hidden_states = torch.cat([hidden_states[:, :chunk_start], chunk_states + audio_output], dim=1)
+
+        normed = (self.norm3(hidden_states.float()) * (1 + c_scale) + c_shift).type_as(hidden_states)
+        ff_output = self.ffn(normed)
+        return (hidden_states.float() + ff_output.float() * c_gate).type_as(hidden_states)
+
+
+class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
+    """Kernel-conditioned, audio-driven video DiT (see module docstring for the tensor contract).
+
+    Build a preset with ``AsymKTransformer.from_preset("tiny")``. Choose the attention backend with
+    diffusers' ``set_attention_backend("native")`` (torch SDPA, default) or ``("xformers")``.
+    """
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["AsymKTransformerBlock"]
+    _keep_in_fp32_modules = ["time_embedder", "scale_shift_table", "norm1", "norm3", "norm_audio"]
+    _skip_layerwise_casting_patterns = ["patch_embedding", "condition_embedder", "norm"]
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_channels: int = 4,
+        patch_size: tuple[int, int, int] = (1, 2, 2),
+        num_attention_heads: int = 2,
+        attention_head_dim: int = 16,
+        ffn_dim: int = 64,
+        num_layers: int = 2,
+        freq_dim: int = 32,
+        eps: float = 1e-6,
+        rope_max_seq_len: int = 1024,
+        audio_dim: int = 80,
+        audio_layers: int = 1,
+        audio_window: int = 5,
+        audio_frames_per_latent: int = 4,
+        audio_tokens_per_frame: int = 2,
+        audio_hidden_dim: int = 64,
+    ):
+        super().__init__()
+        dim = num_attention_heads * attention_head_dim
+        # Channels in: noisy/kernel latents, TRE reference latents, and a kernel mask channel.
+        in_channels = 2 * latent_channels + 1
+
+        self.rope = WanRotaryPosEmbed(attention_head_dim, tuple(patch_size), rope_max_seq_len)
+        self.patch_embedding = nn.Conv3d(in_channels, dim, kernel_size=tuple(patch_size), stride=tuple(patch_size))
+        self.condition_embedder = AsymKConditionEmbedder(dim, freq_dim)
+        self.audio_projection = AudioProjection(
+            audio_dim=audio_dim, audio_layers=audio_layers, audio_window=audio_window,
+            hidden_dim=audio_hidden_dim, tokens_per_frame=audio_tokens_per_frame, out_dim=dim,
+        )
+        self.blocks = nn.ModuleList(
+            [AsymKTransformerBlock(dim, ffn_dim, num_attention_heads, eps) for _ in range(num_layers)]
+        )
+        self.norm_out = FP32LayerNorm(dim, eps, elementwise_affine=False)
+        self.proj_out = nn.Linear(dim, latent_channels * math.prod(patch_size))
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 1, 2, dim) / dim**0.5)
+        self.gradient_checkpointing = False
+        self._zero_init_audio_outputs()
+
+    def _zero_init_audio_outputs(self) -> None:
+        for block in self.blocks:
+            nn.init.zeros_(block.audio_attn.to_out[0].weight)
+            nn.init.zeros_(block.audio_attn.to_out[0].bias)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> "AsymKTransformer":
+        """A randomly initialised model of a named size: ``tiny``, ``synthetic`` or ``base``."""
+        if preset not in PRESETS:
+            raise input_error("preset", f"unknown preset {preset!r}", f"use one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[preset], **overrides})
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        reference_latents: torch.Tensor,
+        audio_features: torch.Tensor | None,
+        kernel_frames: int,
+        return_dict: bool = True,
+    ) -> AsymKTransformerOutput | tuple[torch.Tensor]:
+        """Predict the velocity for one ``[kernel | chunk]`` window. Shapes: see the module docstring.
+
+        ``audio_features=None`` drops the audio condition (the unconditional branch of guidance).
+        """
+        batch, _, frames, height, width = hidden_states.shape
+        p_t, p_h, p_w = self.config.patch_size
+        if p_t != 1:
+            raise ValueError("AsymKTransformer needs a temporal patch size of 1 (frame-local audio).")
+        if timestep.ndim == 1:
+            timestep = timestep[:, None].expand(batch, frames)
+        kernel_mask = torch.zeros_like(hidden_states[:, :1])
+        kernel_mask[:, :, :kernel_frames] = 1.0
+        model_input = torch.cat([hidden_states, reference_latents.to(hidden_states.dtype), kernel_mask], dim=1)
+
+        rotary_emb = self.rope(model_input)
+        tokens = self.patch_embedding(model_input).flatten(2).transpose(1, 2).contiguous()
+        tokens_per_frame = (height // p_h) * (width // p_w)
+
+        temb, modulation = self.condition_embedder(timestep.float())
+        # Per-frame conditioning to per-token: [B, F, ...] -> [B, F * tokens_per_frame, ...].
+        temb = temb.repeat_interleave(tokens_per_frame, dim=1)
+        modulation = modulation.repeat_interleave(tokens_per_frame, dim=1)
+
+        audio_tokens = None
+        if audio_features is not None:
+            audio_tokens = self.audio_projection(audio_features.to(tokens.dtype))
+
+        for block in self.blocks:
+            args = (tokens, modulation, rotary_emb, audio_tokens, kernel_frames, tokens_per_frame)
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                tokens = self._gradient_checkpointing_func(block, *args)
+            else:
+                tokens = block(*args)
+
+        shift, scale = (self.scale_shift_table + temb.unsqueeze(2).float()).unbind(2)
+        tokens = (self.norm_out(tokens.float()) * (1 + scale) + shift).type_as(tokens)
+        tokens = self.proj_out(tokens)
+
+        tokens = tokens.reshape(batch, frames, height // p_h, width // p_w, p_t, p_h, p_w, -1)
+        output = tokens.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        if not return_dict:
+            return (output,)
+        return AsymKTransformerOutput(sample=output)

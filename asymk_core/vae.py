@@ -1,0 +1,110 @@
+"""The temporal (3D, causal) VAE: presets, latent normalisation and seamless streaming decode.
+
+The VAE is diffusers' ``AutoencoderKLWan``: ``1 + 4k`` video frames <-> ``1 + k`` latent frames,
+spatial factor 4 (``tiny``/``synthetic``) or 8 (``base``, the Wan2.1 VAE).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKLWan
+
+from .errors import input_error
+
+VAE_PRESETS: dict[str, dict] = {
+    "tiny": dict(base_dim=8, z_dim=4, dim_mult=[1, 2, 2], num_res_blocks=1, attn_scales=[],
+                 temperal_downsample=[True, True], scale_factor_spatial=4),
+    "synthetic": dict(base_dim=16, z_dim=8, dim_mult=[1, 2, 2], num_res_blocks=1, attn_scales=[],
+                      temperal_downsample=[True, True], scale_factor_spatial=4),
+    # Wan2.1's VAE shape (use the pretrained weights for real data).
+    "base": dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True], scale_factor_spatial=8),
+}
+
+
+def vae_from_preset(preset: str) -> AutoencoderKLWan:
+    """A randomly initialised ``AutoencoderKLWan`` of a named size, with identity latent statistics."""
+    if preset not in VAE_PRESETS:
+        raise input_error("preset", f"unknown VAE preset {preset!r}", f"use one of {sorted(VAE_PRESETS)}")
+    config = dict(VAE_PRESETS[preset])
+    z_dim = config["z_dim"]
+    return AutoencoderKLWan(**config, latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+
+
+def temporal_factor(vae: AutoencoderKLWan) -> int:
+    """Video frames per latent frame (after the first): 4 for Wan-style VAEs."""
+    return 2 ** sum(vae.config.temperal_downsample)
+
+
+def spatial_factor(vae: AutoencoderKLWan) -> int:
+    return int(vae.config.scale_factor_spatial)
+
+
+def _latent_stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (1, -1, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean, device=like.device, dtype=like.dtype).view(shape)
+    std = torch.tensor(vae.config.latents_std, device=like.device, dtype=like.dtype).view(shape)
+    return mean, std
+
+
+def normalize_latents(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
+    """VAE latents -> the unit-scale space the transformer works in."""
+    mean, std = _latent_stats(vae, latents)
+    return (latents - mean) / std
+
+
+def denormalize_latents(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
+    mean, std = _latent_stats(vae, latents)
+    return latents * std + mean
+
+
+def encode_video(vae: AutoencoderKLWan, video: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, 1 + 4k, H, W]`` in [-1, 1] -> normalised latents ``[B, C, 1 + k, H/s, W/s]`` (posterior mode)."""
+    vae_dtype = next(vae.parameters()).dtype
+    latents = vae.encode(video.to(vae_dtype)).latent_dist.mode()
+    return normalize_latents(vae, latents.float())
+
+
+class StreamingDecoder:
+    """Decode a latent stream chunk by chunk, exactly as if it were decoded in one call.
+
+    diffusers' ``AutoencoderKLWan.decode`` clears the causal-convolution cache on every call, so
+    decoding chunks separately would restart the temporal context at each chunk boundary (visible
+    seams). This keeps the cache between calls instead, calling the VAE's own decoder frame by frame
+    the way ``AutoencoderKLWan._decode`` does. Memory is constant: the cache holds a few frames of
+    features per causal convolution.
+
+    The first latent frame ever decoded yields 1 video frame, every later one yields ``4``.
+    """
+
+    def __init__(self, vae: AutoencoderKLWan):
+        self.vae = vae
+        self.reset()
+
+    def reset(self) -> None:
+        num_convs = sum(1 for _ in self._causal_convs())
+        self._feature_cache: list = [None] * num_convs
+        self._first = True
+
+    def _causal_convs(self):
+        from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+        return (m for m in self.vae.decoder.modules() if isinstance(m, WanCausalConv3d))
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents ``[B, C, f, h, w]`` -> video ``[B, 3, n, H, W]`` in [-1, 1]."""
+        vae_dtype = next(self.vae.parameters()).dtype
+        hidden = self.vae.post_quant_conv(denormalize_latents(self.vae, latents).to(vae_dtype))
+        frames = []
+        for index in range(hidden.shape[2]):
+            frames.append(
+                self.vae.decoder(
+                    hidden[:, :, index : index + 1],
+                    feat_cache=self._feature_cache,
+                    feat_idx=[0],
+                    first_chunk=self._first,
+                )
+            )
+            self._first = False
+        return torch.cat(frames, dim=2).clamp(-1.0, 1.0).float()

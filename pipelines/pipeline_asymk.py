@@ -1,0 +1,361 @@
+"""AsymKPipeline: portrait + speech -> lip-synced talking-head video (diffusers conventions).
+
+A thin orchestration of ``asymk_core``: input checks, component loading/saving, output formats.
+The method itself (TRE, the KCLG chunk loop, samplers, streaming decode) lives in ``asymk_core``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers.utils import BaseOutput
+
+from ..asymk_core.audio import FrameAudioFeatures, load_audio
+from ..asymk_core.errors import input_error
+from ..asymk_core.generation import (
+    SamplingSettings,
+    VideoChunk,
+    generate_video_chunks,
+    latent_size,
+)
+from ..asymk_core.image import preprocess_image
+from ..asymk_core.kclg import ChunkPlan
+from ..asymk_core.models.transformer import AsymKTransformer
+from ..asymk_core.model_folder import load_pipeline_components, preset_components, resolve_model_folder
+from ..asymk_core.vae import temporal_factor
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from asymk_talker import AsymKPipeline
+
+        >>> pipe = AsymKPipeline.from_pretrained("path/to/model")  # or no path: the shipped default
+        >>> video = pipe(
+        ...     image="portrait.png", audio="speech.wav", generator=torch.Generator().manual_seed(0)
+        ... ).frames  # list of PIL images, one per video frame
+        >>> frames = pipe(image="portrait.png", audio="speech.wav", output_type="np").frames  # [F, H, W, 3]
+        ```
+"""
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+@dataclass
+class AsymKPipelineOutput(BaseOutput):
+    """``frames``: list of PIL images (``pil``), ``np.ndarray [F, H, W, 3]`` in [0, 1] (``np``),
+    ``torch.Tensor [F, 3, H, W]`` in [0, 1] (``pt``), or latents ``[1, C, N, h, w]`` (``latent``).
+    ``fps``: frames per second of the video; ``audio``: the 16 kHz mono waveform it was made for."""
+
+    frames: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    fps: float
+    audio: np.ndarray | None = None
+
+
+@dataclass
+class AsymKStreamChunk:
+    """One streamed chunk: ``frames`` ``np.ndarray [f, H, W, 3]`` float32 in [0, 1] from ``start_frame``."""
+
+    frames: np.ndarray
+    start_frame: int
+    chunk_index: int
+    num_chunks: int
+    num_frames: int
+
+
+class AsymKPipeline(DiffusionPipeline):
+    r"""Audio-driven talking-head generation with AsymK-Talker.
+
+    Components: ``vae`` (``AutoencoderKLWan``), ``transformer`` (``AsymKTransformer``),
+    ``audio_encoder`` (``LogMelAudioEncoder`` or a transformers ``Wav2Vec2Model``),
+    ``feature_extractor`` (for wav2vec2, else ``None``), ``scheduler``
+    (``FlowMatchEulerDiscreteScheduler``). Generation defaults (sampler, steps, guidance, size,
+    fps, chunk and kernel frames) are part of the pipeline config and saved with it.
+    """
+
+    model_cpu_offload_seq = "audio_encoder->vae->transformer"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKLWan,
+        transformer: AsymKTransformer,
+        audio_encoder,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        feature_extractor=None,
+        sampler: str = "teacher",
+        num_inference_steps: int = 20,
+        guidance_scale: float = 3.0,
+        height: int = 64,
+        width: int = 64,
+        fps: float = 25.0,
+        chunk_frames: int = 4,
+        kernel_frames: int = 3,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler,
+            feature_extractor=feature_extractor,
+        )
+        SamplingSettings(sampler=sampler)  # validates the name
+        self.register_to_config(
+            sampler=sampler, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            height=height, width=width, fps=fps, chunk_frames=chunk_frames, kernel_frames=kernel_frames,
+        )
+
+    # ----------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs):
+        """Load a saved pipeline folder, a Hub repository id, or (no argument) the shipped default.
+
+        Keyword arguments: ``torch_dtype``, ``device``, ``local_files_only``, ``revision``, ``cache_dir``,
+        plus any component (e.g. ``transformer=...``) or config value (e.g. ``sampler="distilled"``)
+        to override.
+        """
+        folder = resolve_model_folder(
+            pretrained_model_name_or_path,
+            local_files_only=kwargs.pop("local_files_only", None),
+            revision=kwargs.pop("revision", None),
+            cache_dir=kwargs.pop("cache_dir", None),
+        )
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        device = kwargs.pop("device", None)
+        components, config = load_pipeline_components(folder, torch_dtype=torch_dtype)
+        components.update({k: kwargs.pop(k) for k in list(kwargs) if k in components})
+        config.update(kwargs)
+        pipe = cls(**components, **config)
+        if device is not None:
+            pipe.to(device)
+        return pipe
+
+    @classmethod
+    def from_preset(cls, preset: str = "tiny", seed: int = 0, **config) -> "AsymKPipeline":
+        """A randomly initialised pipeline of a named size (``tiny``, ``synthetic``, ``base``)."""
+        components, defaults = preset_components(preset, seed=seed)
+        return cls(**components, **{**defaults, **config})
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """Save in diffusers folder format (safetensors); this package's classes are recorded as
+        ``["asymk_talker", ClassName]`` so the folder loads wherever the package is installed."""
+        super().save_pretrained(save_directory, **kwargs)
+        index_path = Path(save_directory) / "model_index.json"
+        index = json.loads(index_path.read_text())
+        for name, value in index.items():
+            if isinstance(value, list) and len(value) == 2 and value[0] and "asymk" in str(value[0]):
+                index[name] = ["asymk_talker", value[1]]
+        index["_class_name"] = "AsymKPipeline"
+        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+    # ------------------------------------------------------------------------------------ checks
+    def check_inputs(
+        self, height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames, output_type,
+        generator, callback_on_step_end_tensor_inputs,
+    ):
+        def positive_int(name, value, upper):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise input_error(name, f"expected an integer, got {type(value).__name__}", f"pass an int in 1..{upper}",
+                                  kind=TypeError)
+            if not 1 <= value <= upper:
+                raise input_error(name, f"{value} is out of range", f"pass an int in 1..{upper}")
+
+        positive_int("num_inference_steps", num_inference_steps, 1000)
+        positive_int("chunk_frames", chunk_frames, 64)
+        positive_int("kernel_frames", kernel_frames, 16)
+        for name, value in (("height", height), ("width", width)):
+            positive_int(name, value, 4096)
+        latent_size(self.vae, self.transformer, height, width)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= 120:
+            raise input_error("fps", f"{fps!r} is not a frame rate", "pass a number between 1 and 120")
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not (
+            0 <= guidance_scale <= 50
+        ):
+            raise input_error("guidance_scale", f"{guidance_scale!r} is invalid", "pass a number in [0, 50]")
+        if output_type not in OUTPUT_TYPES:
+            raise input_error("output_type", f"{output_type!r} is not supported", f"use one of {OUTPUT_TYPES}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise input_error("generator", f"got {type(generator).__name__}", "pass a torch.Generator or None",
+                              kind=TypeError)
+        unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise input_error("callback_on_step_end_tensor_inputs", f"unknown names {sorted(unknown)}",
+                              f"use a subset of {self._callback_tensor_inputs}")
+
+    # ----------------------------------------------------------------------------------- helpers
+    def encode_audio(self, audio, sample_rate: int | None = None, fps: float | None = None) -> FrameAudioFeatures:
+        """Audio (path, or array + ``sample_rate``) -> per-video-frame feature windows, computed lazily."""
+        waveform = load_audio(audio, sample_rate)
+        return FrameAudioFeatures(
+            self.audio_encoder, waveform, fps or self.config.fps, window=self.transformer.config.audio_window,
+            feature_extractor=self.feature_extractor,
+        )
+
+    def prepare_plan(self, num_frames: int, chunk_frames: int, kernel_frames: int) -> ChunkPlan:
+        return ChunkPlan(num_frames, chunk_frames, kernel_frames, temporal_factor(self.vae))
+
+    def _resolve(self, height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames):
+        config = self.config
+        return (
+            height if height is not None else config.height,
+            width if width is not None else config.width,
+            fps if fps is not None else config.fps,
+            num_inference_steps if num_inference_steps is not None else config.num_inference_steps,
+            guidance_scale if guidance_scale is not None else config.guidance_scale,
+            chunk_frames if chunk_frames is not None else config.chunk_frames,
+            kernel_frames if kernel_frames is not None else config.kernel_frames,
+        )
+
+    def _settings(self, num_inference_steps, guidance_scale, sampler=None) -> SamplingSettings:
+        return SamplingSettings(
+            sampler=sampler or self.config.sampler, num_inference_steps=num_inference_steps,
+            guidance_scale=float(guidance_scale), shift=float(self.scheduler.config.get("shift", 3.0)),
+        )
+
+    # ----------------------------------------------------------------------------------- streaming
+    @torch.no_grad()
+    def stream(
+        self,
+        image,
+        audio,
+        sample_rate: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        fps: float | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        chunk_frames: int | None = None,
+        kernel_frames: int | None = None,
+        sampler: str | None = None,
+        generator: torch.Generator | None = None,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> Iterator[AsymKStreamChunk]:
+        """Like ``__call__`` but yields frames chunk by chunk as they are generated (constant memory).
+
+        Arguments are those of ``__call__``; each item is an :class:`AsymKStreamChunk`.
+        """
+        height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames = self._resolve(
+            height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames
+        )
+        self.check_inputs(
+            height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames, "np", generator,
+            callback_on_step_end_tensor_inputs,
+        )
+        image_tensor = preprocess_image(image, height, width)
+        audio_features = self.encode_audio(audio, sample_rate, fps)
+        plan = self.prepare_plan(audio_features.num_frames, chunk_frames, kernel_frames)
+        for chunk in self._chunks(image_tensor, audio_features, plan, num_inference_steps, guidance_scale, sampler,
+                                  generator, callback_on_step_end, callback_on_step_end_tensor_inputs, decode=True):
+            yield AsymKStreamChunk(
+                frames=chunk.frames[0].cpu().numpy(), start_frame=chunk.start_frame, chunk_index=chunk.chunk.index,
+                num_chunks=plan.num_chunks, num_frames=plan.num_frames,
+            )
+
+    def _chunks(self, image_tensor, audio_features, plan, num_inference_steps, guidance_scale, sampler, generator,
+                callback_on_step_end, callback_tensor_inputs, decode):
+        settings = self._settings(num_inference_steps, guidance_scale, sampler)
+        device = self._execution_device
+        steps_per_chunk = settings.num_inference_steps
+        progress = self.progress_bar(total=plan.num_chunks * steps_per_chunk)
+
+        def step_callback(chunk_index, step, num_steps, latents):
+            progress.update()
+            if callback_on_step_end is None:
+                return None
+            kwargs = {name: latents for name in (callback_tensor_inputs or [])}
+            outputs = callback_on_step_end(self, chunk_index * num_steps + step, step, kwargs) or {}
+            return outputs.get("latents")
+
+        with progress:
+            yield from generate_video_chunks(
+                self.transformer, self.vae, self.scheduler, image_tensor.to(device), audio_features, plan, settings,
+                generator=generator, step_callback=step_callback, decode=decode,
+            )
+        self.maybe_free_model_hooks()
+
+    # -------------------------------------------------------------------------------------- call
+    @torch.no_grad()
+    def __call__(
+        self,
+        image,
+        audio,
+        sample_rate: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        fps: float | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        chunk_frames: int | None = None,
+        kernel_frames: int | None = None,
+        sampler: str | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ):
+        r"""Generate a talking-head video whose length follows the audio: ``round(duration_s * fps)`` frames.
+
+        Args:
+            image: the portrait: path, ``PIL.Image``, ``np.ndarray`` ``[H, W, C]`` or ``torch.Tensor``.
+                RGBA is composited over white, grayscale/16-bit/CMYK converted to RGB; it is centre-cropped
+                and resized to ``height`` x ``width``.
+            audio: speech: a file path (wav, flac, mp3, m4a, ...) or an array ``[T]``/``[C, T]`` with
+                ``sample_rate``. Resampled to 16 kHz mono.
+            sample_rate: sample rate of ``audio`` when it is an array (Hz).
+            height, width: video size in pixels (defaults from the model config).
+            fps: video frame rate (default from the model config, usually 25).
+            num_inference_steps: denoising steps per chunk (the distilled student uses 4).
+            guidance_scale: audio classifier-free guidance (teacher sampler only; 1 disables it).
+            chunk_frames: latent frames generated per chunk (each is 4 video frames).
+            kernel_frames: motion-kernel length: clean latent frames carried to the next chunk.
+            sampler: ``"teacher"`` or ``"distilled"`` (default from the model config).
+            generator: ``torch.Generator`` for reproducible results.
+            output_type: ``"pil"``, ``"np"``, ``"pt"`` or ``"latent"``.
+            return_dict: return an :class:`AsymKPipelineOutput` (else a tuple ``(frames,)``).
+            callback_on_step_end: ``callback(pipe, global_step, step_in_chunk, callback_kwargs) -> dict``;
+                a returned ``"latents"`` replaces the current latents.
+            callback_on_step_end_tensor_inputs: names passed in ``callback_kwargs`` (``["latents"]``).
+
+        Examples:
+        """
+        height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames = self._resolve(
+            height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames
+        )
+        self.check_inputs(
+            height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames, output_type,
+            generator, callback_on_step_end_tensor_inputs,
+        )
+        image_tensor = preprocess_image(image, height, width)
+        audio_features = self.encode_audio(audio, sample_rate, fps)
+        plan = self.prepare_plan(audio_features.num_frames, chunk_frames, kernel_frames)
+        decode = output_type != "latent"
+        pieces = [
+            (chunk.frames[0] if decode else chunk.latents).cpu()
+            for chunk in self._chunks(image_tensor, audio_features, plan, num_inference_steps, guidance_scale,
+                                      sampler, generator, callback_on_step_end,
+                                      callback_on_step_end_tensor_inputs, decode)
+        ]
+        if output_type == "latent":
+            frames = torch.cat(pieces, dim=2)
+        else:
+            video = torch.cat(pieces, dim=0)  # [F, H, W, 3]
+            if output_type == "np":
+                frames = video.numpy()
+            elif output_type == "pt":
+                frames = video.permute(0, 3, 1, 2).contiguous()
+            else:
+                frames = [PIL.Image.fromarray(frame) for frame in (video.numpy() * 255).round().astype(np.uint8)]
+        if not return_dict:
+            return (frames,)
+        return AsymKPipelineOutput(frames=frames, fps=float(fps), audio=audio_features.waveform)
+
+
+AsymKPipeline.__call__.__doc__ = AsymKPipeline.__call__.__doc__.replace("Examples:\n", EXAMPLE_DOC_STRING)
