@@ -1,0 +1,39 @@
+"""``asymk-talker eval``: score a model on synthetic clips with exact ground truth (see :mod:`.evaluate`)."""
+
+from __future__ import annotations
+
+
+# Same values as .evaluate.EVAL_SPLITS / GROUND_TRUTH (not imported here: registering stays import-light).
+EVAL_SPLITS = ("heldout", "heldout_identity", "heldout_utterance", "train")
+GROUND_TRUTH = "ground-truth"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="sync / identity drift / boundary / quality metrics on synthetic clips")
+    parser.add_argument("--model", required=True,
+                        help=f"pipeline folder or Hub id, or '{GROUND_TRUTH}' for the ceiling")
+    parser.add_argument("--split", choices=EVAL_SPLITS, default="heldout")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of every clip")
+    parser.add_argument("--identities", type=int, default=4, help="number of clips (one identity each)")
+    parser.add_argument("--out", default=None, help="folder for eval.json and eval.png")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the model's)")
+    parser.add_argument("--probe", default=None, help="probe folder (default: the shipped assets/probe)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: the pipeline's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from .evaluate import evaluate_model
+    from .probe import load_probe
+
+    results = evaluate_model(args.model, split=args.split, seconds=args.seconds, identities=args.identities,
+                             seed=args.seed, out_dir=args.out, probe=load_probe(args.probe),
+                             num_inference_steps=args.steps, device=args.device, progress=not args.quiet)
+    print(json.dumps(results["summary"], indent=2))
+    if args.out:
+        print(f"wrote {args.out}/eval.json and {args.out}/eval.png")
+    return 0
