@@ -13,7 +13,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .errors import input_error
-from .kclg import Chunk, ChunkPlan, DenoiseChunk, kclg_chunks
+from .kclg import Chunk, ChunkPlan, DenoiseChunk, kclg_chunks, next_kernel
 from .sampling import ChunkConditions, sample_chunk_distilled, sample_chunk_teacher, shifted_sigmas
 from .tre import encode_reference
 from .vae import StreamingDecoder, spatial_factor, temporal_factor
@@ -121,6 +121,60 @@ def decode_chunks(
         yield VideoChunk(chunk=chunk, frames=to_frames(video), start_frame=start)
 
 
+def initial_kernel(reference_latents: torch.Tensor, plan: ChunkPlan) -> torch.Tensor:
+    """Chunk 0's motion kernel: the first ``plan.kernel_frames`` TRE reference latent frames."""
+    return reference_latents[:, :, : plan.kernel_frames]
+
+
+def split_chunks(latents: torch.Tensor, initial: torch.Tensor, plan: ChunkPlan) -> Iterator[Chunk]:
+    """Generated latents ``[B, C, num_chunks * chunk_frames, h, w]`` (chunks concatenated in order)
+    -> the :class:`Chunk` objects KCLG produced, for decoding latents that were stored (e.g. as a
+    ComfyUI LATENT) instead of streamed."""
+    expected = plan.num_chunks * plan.chunk_frames
+    if latents.ndim != 5 or latents.shape[2] != expected:
+        raise input_error("latents", f"expected [B, C, {expected}, h, w] latents for {plan.num_chunks} chunks of "
+                          f"{plan.chunk_frames} frames, got shape {tuple(latents.shape)}",
+                          "pass the latents produced by the AsymK chunk loop for this plan")
+    kernel = initial
+    for index in range(plan.num_chunks):
+        chunk_latents = latents[:, :, index * plan.chunk_frames : (index + 1) * plan.chunk_frames]
+        yield Chunk(index=index, kernel=kernel, latents=chunk_latents)
+        kernel = next_kernel(kernel, chunk_latents, plan.kernel_frames)
+
+
+@torch.no_grad()
+def generate_from_reference(
+    transformer,
+    vae,
+    scheduler,
+    reference_latents: torch.Tensor,
+    audio,
+    plan: ChunkPlan,
+    settings: SamplingSettings,
+    generator: torch.Generator | None = None,
+    step_callback: StepCallback | None = None,
+    decode: bool = True,
+) -> Iterator[VideoChunk | Chunk]:
+    """Like :func:`generate_video_chunks`, from TRE reference latents ``[B, C, plan.window_frames, h, w]``
+    that were already encoded (:func:`asymk_core.tre.encode_reference`)."""
+    if plan.temporal_factor != temporal_factor(vae):
+        raise ValueError("`plan.temporal_factor` does not match the VAE.")
+    if reference_latents.ndim != 5 or reference_latents.shape[2] != plan.window_frames:
+        raise input_error("reference_latents", f"expected {plan.window_frames} latent frames (kernel + chunk), "
+                          f"got shape {tuple(reference_latents.shape)}",
+                          "encode the reference with window_frames = kernel_frames + chunk_frames")
+    reference_latents = reference_latents.to(transformer.device)
+    kernel = initial_kernel(reference_latents, plan)
+    denoise = make_chunk_denoiser(
+        transformer, scheduler, reference_latents, audio, plan, settings, generator, step_callback
+    )
+    chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames)
+    if not decode:
+        yield from chunks
+        return
+    yield from decode_chunks(vae, chunks, kernel, plan)
+
+
 @torch.no_grad()
 def generate_video_chunks(
     transformer,
@@ -142,13 +196,7 @@ def generate_video_chunks(
     """
     if plan.temporal_factor != temporal_factor(vae):
         raise ValueError("`plan.temporal_factor` does not match the VAE.")
-    reference_latents = encode_reference(vae, image.to(vae.device), plan.window_frames).to(transformer.device)
-    initial_kernel = reference_latents[:, :, : plan.kernel_frames]
-    denoise = make_chunk_denoiser(
-        transformer, scheduler, reference_latents, audio, plan, settings, generator, step_callback
+    reference_latents = encode_reference(vae, image.to(vae.device), plan.window_frames)
+    yield from generate_from_reference(
+        transformer, vae, scheduler, reference_latents, audio, plan, settings, generator, step_callback, decode
     )
-    chunks = kclg_chunks(denoise, initial_kernel, plan.num_chunks, plan.kernel_frames)
-    if not decode:
-        yield from chunks
-        return
-    yield from decode_chunks(vae, chunks, initial_kernel, plan)

@@ -1,0 +1,199 @@
+"""AsymK Chunk Loop Sampler (KCLG), AsymK Decode and AsymK Render Video (streaming to mp4).
+
+All three run ``asymk_core.generation``: the one chunk loop (KCLG) and the seamless streaming decode.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+from comfy_api.latest import InputImpl, io, ui
+
+from ..asymk_core.errors import input_error
+from .common import (
+    CATEGORY,
+    AsymKAudioType,
+    AsymKModel,
+    AsymKPipelineType,
+    AsymKReference,
+    AsymKReferenceType,
+    StepProgress,
+    audio_features_class,
+    comfy_image_to_frames,
+    expect,
+    resolve_run,
+    sampling_inputs,
+)
+
+LATENT_KEYS = ("asymk_initial_kernel", "asymk_num_frames", "asymk_chunk_frames", "asymk_kernel_frames",
+               "asymk_temporal_factor", "asymk_fps")
+
+
+def _check_inputs(pipeline, reference, audio_features):
+    model = expect(pipeline, AsymKModel, "pipeline", "an ASYMK_PIPELINE (AsymK Load Model)")
+    reference = expect(reference, AsymKReference, "reference", "an ASYMK_REFERENCE (AsymK Reference Encode)")
+    audio_features = expect(audio_features, audio_features_class(), "audio_features",
+                            "an ASYMK_AUDIO (AsymK Audio Encode)")
+    return model, reference, audio_features
+
+
+def _generate(model, reference, audio_features, run, progress, decode):
+    from ..asymk_core.generation import generate_from_reference
+
+    pipe = model.ready()
+    reference_latents = reference.latents_for(pipe, run.plan.window_frames)
+    return generate_from_reference(
+        pipe.transformer, pipe.vae, pipe.scheduler, reference_latents, audio_features, run.plan, run.settings,
+        generator=run.generator, step_callback=progress, decode=decode,
+    )
+
+
+class AsymKChunkLoopSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AsymKChunkLoopSampler",
+            display_name="AsymK Chunk Loop Sampler (KCLG)",
+            category=CATEGORY,
+            description="Kernel-Conditioned Loop Generation: chunk after chunk, each conditioned on the last "
+                        "clean latent frames of the previous one. Outputs all latents (for short clips; use "
+                        "AsymK Render Video for long ones).",
+            inputs=[
+                AsymKPipelineType.Input("pipeline"),
+                AsymKReferenceType.Input("reference"),
+                AsymKAudioType.Input("audio_features"),
+                *sampling_inputs(),
+            ],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, pipeline, reference, audio_features, seed=0, steps=0, chunk_frames=0, kernel_frames=0,
+                guidance=0.0, sampler="auto") -> io.NodeOutput:
+        from ..asymk_core.generation import initial_kernel
+
+        model, reference, audio_features = _check_inputs(pipeline, reference, audio_features)
+        run = resolve_run(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames, guidance,
+                          sampler)
+        progress = StepProgress(run.plan.num_chunks, run.settings.num_inference_steps)
+        pieces = []
+        for chunk in _generate(model, reference, audio_features, run, progress, decode=False):
+            pieces.append(chunk.latents.float().cpu())
+            progress.chunk_done(chunk.index)
+        kernel = initial_kernel(reference.latents_for(model.pipe, run.plan.window_frames), run.plan)
+        latent = {
+            "samples": torch.cat(pieces, dim=2),
+            "asymk_initial_kernel": kernel.float().cpu(),
+            "asymk_num_frames": run.plan.num_frames,
+            "asymk_chunk_frames": run.plan.chunk_frames,
+            "asymk_kernel_frames": run.plan.kernel_frames,
+            "asymk_temporal_factor": run.plan.temporal_factor,
+            "asymk_fps": run.fps,
+        }
+        return io.NodeOutput(latent)
+
+
+class AsymKDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AsymKDecode",
+            display_name="AsymK Decode",
+            category=CATEGORY,
+            description="Decode AsymK latents chunk by chunk with the causal VAE (seamless at chunk "
+                        "boundaries) into an IMAGE batch, one image per video frame.",
+            inputs=[
+                AsymKPipelineType.Input("pipeline"),
+                io.Latent.Input("latent", tooltip="The output of AsymK Chunk Loop Sampler."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="images"),
+                io.Float.Output(display_name="fps"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, pipeline, latent) -> io.NodeOutput:
+        from ..asymk_core.generation import decode_chunks, split_chunks
+        from ..asymk_core.kclg import ChunkPlan
+
+        model = expect(pipeline, AsymKModel, "pipeline", "an ASYMK_PIPELINE (AsymK Load Model)")
+        if not isinstance(latent, dict) or "samples" not in latent:
+            raise input_error("latent", f"expected a LATENT dict, got {type(latent).__name__}",
+                              "connect the output of AsymK Chunk Loop Sampler", kind=TypeError)
+        missing = [key for key in LATENT_KEYS if key not in latent]
+        if missing:
+            raise input_error("latent", f"this LATENT was not made by AsymK Chunk Loop Sampler (missing {missing})",
+                              "connect the output of AsymK Chunk Loop Sampler")
+        pipe = model.ready()
+        plan = ChunkPlan(int(latent["asymk_num_frames"]), int(latent["asymk_chunk_frames"]),
+                         int(latent["asymk_kernel_frames"]), int(latent["asymk_temporal_factor"]))
+        device, dtype = pipe.transformer.device, pipe.transformer.dtype
+        kernel = latent["asymk_initial_kernel"].to(device=device, dtype=dtype)
+        chunks = split_chunks(latent["samples"].to(device=device, dtype=dtype), kernel, plan)
+        bar = comfy.utils.ProgressBar(plan.num_chunks)
+        pieces = []
+        for decoded in decode_chunks(pipe.vae, chunks, kernel, plan):
+            pieces.append(comfy_image_to_frames(decoded.frames[0]))
+            bar.update(1)
+            comfy.model_management.throw_exception_if_processing_interrupted()
+        return io.NodeOutput(torch.cat(pieces, dim=0), float(latent["asymk_fps"]))
+
+
+class AsymKRenderVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AsymKRenderVideo",
+            display_name="AsymK Render Video (streaming)",
+            category=CATEGORY,
+            description="The whole chunk loop streamed straight into an mp4 (with the audio) in the output "
+                        "folder, chunk by chunk: memory stays constant however long the speech is.",
+            inputs=[
+                AsymKPipelineType.Input("pipeline"),
+                AsymKReferenceType.Input("reference"),
+                AsymKAudioType.Input("audio_features"),
+                *sampling_inputs(),
+                io.String.Input("filename_prefix", default="video/AsymK",
+                                tooltip="Output path under ComfyUI's output folder (may include a sub-folder)."),
+            ],
+            outputs=[io.Video.Output(display_name="video")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, pipeline, reference, audio_features, seed=0, steps=0, chunk_frames=0, kernel_frames=0,
+                guidance=0.0, sampler="auto", filename_prefix="video/AsymK") -> io.NodeOutput:
+        from ..asymk_core.audio import SAMPLE_RATE
+        from ..asymk_core.video_io import VideoWriter
+
+        model, reference, audio_features = _check_inputs(pipeline, reference, audio_features)
+        if not isinstance(filename_prefix, str) or not filename_prefix.strip():
+            raise input_error("filename_prefix", "it is empty", "pass a name such as video/AsymK")
+        run = resolve_run(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames, guidance,
+                          sampler)
+        output_dir = folder_paths.get_output_directory()
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, output_dir, reference.width, reference.height
+        )
+        file = f"{filename}_{counter:05}_.mp4"
+        path = os.path.join(folder, file)
+        progress = StepProgress(run.plan.num_chunks, run.settings.num_inference_steps)
+        chunks = _generate(model, reference, audio_features, run, progress, decode=True)
+        first = next(chunks)  # everything is validated before the file is opened
+        with VideoWriter(path, run.fps, reference.width, reference.height, audio=audio_features.waveform,
+                         audio_sample_rate=SAMPLE_RATE, argument="filename_prefix") as writer:
+            chunk = first
+            while chunk is not None:
+                writer.write(chunk.frames[0].float().cpu().numpy())
+                progress.chunk_done(chunk.chunk.index)
+                chunk = next(chunks, None)
+        return io.NodeOutput(
+            InputImpl.VideoFromFile(path),
+            ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]),
+        )

@@ -1,0 +1,383 @@
+"""The ComfyUI nodes, workflows and extension entry point, against a fake ComfyUI (no ComfyUI needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_comfy_fake  # noqa: E402  (the fake ComfyUI modules)
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / "workflows"
+OUR_NODES = {"AsymKLoadModel", "AsymKReferenceEncode", "AsymKAudioEncode", "AsymKChunkLoopSampler", "AsymKDecode",
+             "AsymKRenderVideo"}
+
+# ComfyUI core nodes the workflows may use: inputs (name -> type) in order, widget names in
+# widgets_values order (None = a UI-only widget), outputs. Facts from ComfyUI's node definitions.
+CORE_NODES = {
+    "LoadImage": dict(inputs={"image": "COMBO"}, widgets=["image", None], outputs=["IMAGE", "MASK"]),
+    "LoadAudio": dict(inputs={"audio": "COMBO"}, widgets=["audio", None, None], outputs=["AUDIO"]),
+    "CreateVideo": dict(inputs={"images": "IMAGE", "fps": "FLOAT", "audio": "AUDIO"}, widgets=["fps"],
+                        outputs=["VIDEO"], ranges={"fps": (1.0, 120.0)}, optional={"audio"}),
+    "SaveVideo": dict(inputs={"video": "VIDEO", "filename_prefix": "STRING", "format": "COMBO", "codec": "COMBO"},
+                      widgets=["filename_prefix", "format", "codec"], outputs=[]),
+    "PreviewAny": dict(inputs={"source": "*"}, widgets=[], outputs=[]),
+}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "BOOLEAN"}
+
+
+def _drop_node_modules():
+    """Forget the node modules so the next import binds to the ComfyUI modules now in sys.modules."""
+    package = sys.modules.get("asymk_talker.nodes")
+    for name in [n for n in sys.modules if n.startswith("asymk_talker.nodes.")]:
+        del sys.modules[name]
+        if package is not None and hasattr(package, name.rsplit(".", 1)[1]):
+            delattr(package, name.rsplit(".", 1)[1])
+
+
+@pytest.fixture
+def comfy(tmp_path, monkeypatch):
+    """Fake ComfyUI installed into sys.modules, with a fresh import of the node modules."""
+    _drop_node_modules()
+    modules = test_comfy_fake.install(str(tmp_path / "ComfyUI"))
+    extension = importlib.import_module("asymk_talker.nodes.extension")
+    asyncio.run(extension.comfy_entrypoint())  # registers the "asymk" model folder
+    nodes = {cls.GET_SCHEMA().node_id: cls for cls in extension.node_list()}
+    yield type("Comfy", (), dict(modules=modules, extension=extension, nodes=nodes, base=tmp_path / "ComfyUI",
+                                 mm=modules["comfy.model_management"], utils=modules["comfy.utils"],
+                                 folder_paths=modules["folder_paths"]))
+    test_comfy_fake.uninstall()
+    _drop_node_modules()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from asymk_talker import AsymKPipeline
+
+    folder = tmp_path_factory.mktemp("asymk_models") / "tiny"
+    AsymKPipeline.from_preset("tiny").save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def models_dir(comfy, tiny_model_dir):
+    """ComfyUI/models/asymk/tiny -> the tiny model."""
+    target = Path(comfy.folder_paths.models_dir) / "asymk"
+    target.mkdir(parents=True)
+    (target / "tiny").symlink_to(tiny_model_dir, target_is_directory=True)
+    return target
+
+
+def comfy_image(height=72, width=64):
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    return torch.stack([xx, yy, torch.full_like(xx, 0.5)], dim=-1).unsqueeze(0)  # [1, H, W, 3]
+
+
+def comfy_audio(speech, seconds=1.0, sample_rate=16000, channels=2):
+    mono = torch.from_numpy(speech(seconds, sample_rate))
+    return {"waveform": mono.expand(channels, -1).unsqueeze(0).contiguous(), "sample_rate": sample_rate}
+
+
+def run_node(cls, **inputs):
+    """Execute a node the way ComfyUI does (under inference_mode) and check its outputs against its schema."""
+    schema = cls.GET_SCHEMA()
+    known = {i.id for i in schema.inputs}
+    assert set(inputs) <= known, f"unknown inputs {set(inputs) - known}"
+    missing = {i.id for i in schema.inputs if not i.optional} - set(inputs)
+    widgets = {i.id: i.default for i in schema.inputs if i.io_type in WIDGET_TYPES}
+    assert missing <= set(widgets), f"missing required inputs {missing - set(widgets)}"
+    with torch.inference_mode():
+        output = cls.execute(**{**{k: widgets[k] for k in missing}, **inputs})
+    assert len(output.args) == len(schema.outputs)
+    for value, out in zip(output.args, schema.outputs):
+        check_output_type(out.io_type, value)
+    return output
+
+
+def check_output_type(io_type, value):
+    if io_type == "IMAGE":
+        assert isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[-1] == 3
+        assert value.dtype == torch.float32 and 0.0 <= value.min() and value.max() <= 1.0
+    elif io_type == "LATENT":
+        assert isinstance(value, dict) and isinstance(value["samples"], torch.Tensor)
+    elif io_type == "INT":
+        assert isinstance(value, int) and not isinstance(value, bool)
+    elif io_type == "FLOAT":
+        assert isinstance(value, float)
+    elif io_type == "VIDEO":
+        assert type(value).__name__ == "VideoFromFile"
+    else:
+        assert io_type.startswith("ASYMK_") and value is not None
+
+
+# ------------------------------------------------------------------------------------ schemas
+def test_every_node_schema_is_valid(comfy):
+    assert set(comfy.nodes) == OUR_NODES
+    for node_id, cls in comfy.nodes.items():
+        schema = cls.GET_SCHEMA()
+        assert schema.node_id == node_id and schema.display_name and schema.category == "AsymK-Talker"
+        assert schema.description
+        for item in [*schema.inputs, *schema.outputs]:
+            assert isinstance(item.io_type, str) and item.io_type, (node_id, item.id)
+        for item in schema.inputs:
+            if getattr(item, "default", None) is None:
+                continue
+            if item.io_type in ("INT", "FLOAT"):
+                assert item.min <= item.default <= item.max, (node_id, item.id)
+            if item.io_type == "COMBO":
+                assert item.default in item.options, (node_id, item.id)
+    assert comfy.nodes["AsymKRenderVideo"].GET_SCHEMA().is_output_node
+
+
+def test_only_v3_entry_point_is_exported(comfy):
+    import asymk_talker
+
+    assert not hasattr(asymk_talker, "NODE_CLASS_MAPPINGS")
+    assert not hasattr(comfy.extension, "NODE_CLASS_MAPPINGS")
+    extension = asyncio.run(asymk_talker.comfy_entrypoint())
+    assert isinstance(extension, test_comfy_fake.ComfyExtension)
+    nodes = asyncio.run(extension.get_node_list())
+    assert {cls.GET_SCHEMA().node_id for cls in nodes} == OUR_NODES
+
+
+def test_asymk_model_folder_lists_pipeline_folders(comfy, models_dir, tmp_path):
+    fp = comfy.folder_paths
+    assert str(models_dir) in fp.get_folder_paths("asymk")
+    extra = tmp_path / "extra"  # an extra_model_paths.yaml entry named `asymk`
+    (extra / "group" / "mine").mkdir(parents=True)
+    (extra / "group" / "mine" / "model_index.json").write_text("{}")
+    (extra / "not_a_model").mkdir()
+    fp.add_model_folder_path("asymk", str(extra))
+    options = comfy.nodes["AsymKLoadModel"].GET_SCHEMA().inputs[0].options
+    assert "tiny" in options and "group/mine" in options and "not_a_model" not in options
+    assert not any(o.startswith("tiny/") for o in options)  # component folders are not models
+
+
+def test_no_model_gives_clear_error(comfy):
+    from asymk_talker.asymk_core.errors import InputError
+
+    schema = comfy.nodes["AsymKLoadModel"].GET_SCHEMA()
+    model_input = schema.inputs[0]
+    assert model_input.default in model_input.options
+    with pytest.raises(InputError, match="models/asymk"):
+        comfy.nodes["AsymKLoadModel"].execute(model="missing-model")
+
+
+# ---------------------------------------------------------------------------------- workflows
+def _our_schemas(comfy):
+    table = {}
+    for node_id, cls in comfy.nodes.items():
+        schema = cls.GET_SCHEMA()
+        widgets = []
+        for i in schema.inputs:
+            if i.io_type in WIDGET_TYPES:
+                widgets.append(i.id)
+                if getattr(i, "control_after_generate", None):
+                    widgets.append(None)  # the front end's "control after generate" value
+        table[node_id] = dict(
+            inputs={i.id: i.io_type for i in schema.inputs}, widgets=widgets,
+            outputs=[o.io_type for o in schema.outputs], optional={i.id for i in schema.inputs if i.optional},
+            specs={i.id: i for i in schema.inputs},
+        )
+    return table
+
+
+def _check_widget(spec, name, value, where):
+    if spec is None:
+        return
+    if spec.io_type in ("INT", "FLOAT"):
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        assert spec.min <= value <= spec.max, f"{where}: {name}={value} out of range"
+        if spec.io_type == "INT":
+            assert isinstance(value, int), where
+    elif spec.io_type == "COMBO":
+        if name == "model":  # the dropdown lists what is installed; the default is the shipped model's name
+            from asymk_talker.asymk_core.model_folder import DEFAULT_MODEL_DIR
+
+            assert value == DEFAULT_MODEL_DIR.name, where
+        else:
+            assert value in spec.options, f"{where}: {name}={value!r} not in {spec.options}"
+    elif spec.io_type == "STRING":
+        assert isinstance(value, str) and value, where
+
+
+@pytest.mark.parametrize("name", ["asymk_talking_head.json", "asymk_long_form.json"])
+def test_ui_workflow_is_consistent(comfy, name):
+    workflow = json.loads((WORKFLOWS / name).read_text())
+    schemas = {**CORE_NODES, **_our_schemas(comfy)}
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    assert workflow["version"] >= 0.4 and workflow["last_node_id"] == max(nodes)
+    assert workflow["last_link_id"] == max(link[0] for link in workflow["links"])
+    for node in workflow["nodes"]:
+        assert node["type"] in schemas, f"unknown node type {node['type']}"
+        schema = schemas[node["type"]]
+        for slot in node["inputs"]:
+            assert schema["inputs"][slot["name"]] == slot["type"], (node["type"], slot)
+        assert [o["type"] for o in node["outputs"]] == schema["outputs"], node["type"]
+        assert len(node["widgets_values"]) == len(schema["widgets"]), node["type"]
+        for widget, value in zip(schema["widgets"], node["widgets_values"]):
+            if widget is not None and "specs" in schema:
+                _check_widget(schema["specs"][widget], widget, value, f"{name}:{node['type']}")
+        if node["type"] in OUR_NODES:  # every socket (non-widget, non-optional) input is connected
+            linked = {slot["name"] for slot in node["inputs"] if slot["link"] is not None}
+            sockets = {k for k, t in schema["inputs"].items() if t not in WIDGET_TYPES} - schema["optional"]
+            assert sockets <= linked, (node["type"], sockets - linked)
+    for link_id, source, source_slot, target, target_slot, link_type in workflow["links"]:
+        out = nodes[source]["outputs"][source_slot]
+        into = nodes[target]["inputs"][target_slot]
+        assert link_id in out["links"] and into["link"] == link_id
+        assert out["type"] == into["type"] == link_type
+    for node in workflow["nodes"]:  # no dangling references
+        for slot in node["inputs"]:
+            assert slot["link"] is None or any(link[0] == slot["link"] for link in workflow["links"])
+    assert any(n["type"] in ("SaveVideo", "AsymKRenderVideo") for n in workflow["nodes"])
+
+
+def test_api_workflow_matches_ui_workflow(comfy):
+    api = json.loads((WORKFLOWS / "asymk_talking_head_api.json").read_text())
+    ui = json.loads((WORKFLOWS / "asymk_talking_head.json").read_text())
+    schemas = {**CORE_NODES, **_our_schemas(comfy)}
+    assert {int(k): v["class_type"] for k, v in api.items()} == {n["id"]: n["type"] for n in ui["nodes"]}
+    for node_id, node in api.items():
+        schema = schemas[node["class_type"]]
+        for name, value in node["inputs"].items():
+            assert name in schema["inputs"], (node["class_type"], name)
+            if isinstance(value, list):
+                source = api[value[0]]
+                source_type = schemas[source["class_type"]]["outputs"][value[1]]
+                assert source_type == schema["inputs"][name], (node["class_type"], name)
+            elif "specs" in schema:
+                _check_widget(schema["specs"][name], name, value, f"api:{node['class_type']}")
+        required = {k for k in schema["inputs"]} - schema.get("optional", set())
+        assert required <= set(node["inputs"]), (node["class_type"], required - set(node["inputs"]))
+    assert api["9"]["class_type"] == "SaveVideo" and api["8"]["inputs"]["audio"] == ["2", 0]
+
+
+# ------------------------------------------------------------------------------- execution
+@pytest.fixture
+def loaded(comfy, models_dir):
+    return run_node(comfy.nodes["AsymKLoadModel"], model="tiny", dtype="fp32", attention="sdpa")[0]
+
+
+def test_nodes_execute_end_to_end(comfy, loaded, speech):
+    assert loaded.patcher.model.transformer is loaded.pipe.transformer  # ComfyUI manages its devices
+    reference = run_node(comfy.nodes["AsymKReferenceEncode"], pipeline=loaded, image=comfy_image(), width=32,
+                         height=32)[0]
+    audio = comfy_audio(speech, seconds=1.0, sample_rate=22050)
+    features, frames, fps = run_node(comfy.nodes["AsymKAudioEncode"], pipeline=loaded, audio=audio, fps=25.0).args
+    assert frames == round(1.0 * 25) and fps == 25.0
+    comfy.utils.updates.clear()
+    latent = run_node(comfy.nodes["AsymKChunkLoopSampler"], pipeline=loaded, reference=reference,
+                      audio_features=features, seed=3, steps=2)[0]
+    plan_chunks = math.ceil(math.ceil(frames / 4) / loaded.pipe.config.chunk_frames)
+    assert latent["samples"].shape[2] == plan_chunks * loaded.pipe.config.chunk_frames
+    assert comfy.utils.updates[-1] == (plan_chunks * 2, plan_chunks * 2)  # per step, per chunk
+    assert len(comfy.utils.updates) >= plan_chunks * 2
+    images, out_fps = run_node(comfy.nodes["AsymKDecode"], pipeline=loaded, latent=latent).args
+    assert images.shape == (frames, 32, 32, 3) and out_fps == 25.0
+    again = run_node(comfy.nodes["AsymKChunkLoopSampler"], pipeline=loaded, reference=reference,
+                     audio_features=features, seed=3, steps=2)[0]
+    torch.testing.assert_close(again["samples"], latent["samples"])  # the seed makes it reproducible
+
+
+def test_render_video_writes_mp4_with_audio(comfy, loaded, speech):
+    from asymk_talker.asymk_core.video_io import probe_video
+
+    reference = run_node(comfy.nodes["AsymKReferenceEncode"], pipeline=loaded, image=comfy_image(), width=32,
+                         height=32, face_zoom=1.5)[0]
+    seconds, fps = 1.3, 25.0
+    features = run_node(comfy.nodes["AsymKAudioEncode"], pipeline=loaded, audio=comfy_audio(speech, seconds),
+                        fps=fps)[0]
+    output = run_node(comfy.nodes["AsymKRenderVideo"], pipeline=loaded, reference=reference, audio_features=features,
+                      steps=1, filename_prefix="video/test")
+    saved = output.ui.as_dict()["images"][0]
+    assert saved["subfolder"] == "video" and saved["type"] == "output" and saved["filename"].endswith(".mp4")
+    path = Path(comfy.folder_paths.get_output_directory()) / "video" / saved["filename"]
+    assert Path(output[0].get_stream_source()) == path and path.is_file()
+    info = probe_video(path)
+    assert info["num_frames"] == round(seconds * fps) and info["fps"] == pytest.approx(fps)
+    assert info["has_audio"] and (info["width"], info["height"]) == (32, 32)
+    assert info["audio_duration_s"] == pytest.approx(info["num_frames"] / fps, abs=0.05)
+    second = run_node(comfy.nodes["AsymKRenderVideo"], pipeline=loaded, reference=reference,
+                      audio_features=features, steps=1, filename_prefix="video/test")
+    assert second.ui.as_dict()["images"][0]["filename"] != saved["filename"]  # never overwrites
+
+
+def test_render_video_is_interruptible_and_leaves_no_file(comfy, loaded, speech):
+    reference = run_node(comfy.nodes["AsymKReferenceEncode"], pipeline=loaded, image=comfy_image(), width=32,
+                         height=32)[0]
+    features = run_node(comfy.nodes["AsymKAudioEncode"], pipeline=loaded, audio=comfy_audio(speech, 2.0))[0]
+    comfy.mm.interrupt_current_processing(True)
+    with pytest.raises(comfy.mm.InterruptProcessingException):
+        run_node(comfy.nodes["AsymKRenderVideo"], pipeline=loaded, reference=reference, audio_features=features,
+                 steps=1, filename_prefix="video/cancelled")
+    out = Path(comfy.folder_paths.get_output_directory())
+    assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_model_management_can_unload(comfy, loaded):
+    loaded.ready()
+    assert comfy.mm.current_loaded_models == [loaded.patcher]
+    comfy.mm.unload_all_models()
+    assert comfy.mm.current_loaded_models == []
+    assert loaded.ready() is loaded.pipe  # loads again on the next use
+
+
+def test_wrong_types_get_clear_errors(comfy, loaded, speech):
+    from asymk_talker.asymk_core.errors import InputError
+
+    nodes = comfy.nodes
+    with pytest.raises(TypeError, match="pipeline") as error:
+        nodes["AsymKReferenceEncode"].execute(pipeline="not a pipeline", image=comfy_image(), width=32, height=32)
+    assert isinstance(error.value, InputError)
+    with pytest.raises(TypeError, match="image"):
+        nodes["AsymKReferenceEncode"].execute(pipeline=loaded, image=np.zeros((32, 32, 3)), width=32, height=32)
+    with pytest.raises(ValueError, match="width"):
+        nodes["AsymKReferenceEncode"].execute(pipeline=loaded, image=comfy_image(), width=36, height=32)
+    with pytest.raises(TypeError, match="audio"):
+        nodes["AsymKAudioEncode"].execute(pipeline=loaded, audio=torch.zeros(1, 1, 100), fps=25.0)
+    with pytest.raises(TypeError, match="audio"):
+        nodes["AsymKAudioEncode"].execute(pipeline=loaded, audio={"waveform": torch.zeros(100), "sample_rate": 16000})
+    with pytest.raises(TypeError, match="reference"):
+        nodes["AsymKChunkLoopSampler"].execute(pipeline=loaded, reference=comfy_image(), audio_features=None)
+    with pytest.raises(ValueError, match="latent"):
+        nodes["AsymKDecode"].execute(pipeline=loaded, latent={"samples": torch.zeros(1, 4, 3, 8, 8)})
+    with pytest.raises(TypeError, match="latent"):
+        nodes["AsymKDecode"].execute(pipeline=loaded, latent=torch.zeros(1))
+
+
+# ------------------------------------------------------------------------ optional dependencies
+def test_missing_optional_dependency_disables_only_what_needs_it(comfy, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # "import av" now raises ImportError
+    nodes = {cls.GET_SCHEMA().node_id for cls in comfy.extension.node_list()}
+    assert nodes == OUR_NODES - {"AsymKRenderVideo"}
+    assert "av" in comfy.extension.disabled["AsymKRenderVideo"]
+
+
+def test_missing_core_dependency_does_not_break_start_up(comfy, monkeypatch):
+    import asymk_talker
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    _drop_node_modules()
+    extension = asyncio.run(asymk_talker.comfy_entrypoint())  # must not raise
+    assert asyncio.run(extension.get_node_list()) == []
+    disabled = sys.modules["asymk_talker.nodes.extension"].disabled
+    assert set(disabled) == OUR_NODES and all("diffusers" in why for why in disabled.values())
+
+
+def test_package_import_never_imports_comfy():
+    import subprocess
+
+    code = ("import sys, asymk_talker, asymk_talker.nodes; from asymk_talker import AsymKPipeline; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
