@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-StepCallback = Callable[[int, int, torch.Tensor], None]
-"""``callback(step_index, num_steps, latents)`` after every denoising step."""
+StepCallback = Callable[[int, int, torch.Tensor], torch.Tensor | None]
+"""``callback(step_index, num_steps, latents)`` after every denoising step; a returned tensor
+replaces the latents (diffusers' ``callback_on_step_end`` contract)."""
 
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -64,6 +65,10 @@ def guided_velocity(
     return unconditional + guidance_scale * (conditional - unconditional)
 
 
+def _replaced(returned: torch.Tensor | None, latents: torch.Tensor) -> torch.Tensor:
+    return latents if returned is None else returned.to(latents.dtype)
+
+
 def shifted_sigmas(num_steps: int, shift: float) -> list[float]:
     """The distilled schedule: ``num_steps`` noise levels from 1 down, time-shifted like Wan/SD3."""
     if num_steps < 1:
@@ -90,7 +95,7 @@ def sample_chunk_teacher(
         velocity = guided_velocity(transformer, latents, sigma, conditions, guidance_scale)
         latents = scheduler.step(velocity, timestep, latents, return_dict=False)[0]
         if callback is not None:
-            callback(step, num_inference_steps, latents)
+            latents = _replaced(callback(step, num_inference_steps, latents), latents)
     return latents
 
 
@@ -124,5 +129,5 @@ def sample_chunk_distilled(
         else:
             latents = clean
         if callback is not None:
-            callback(step, len(sigmas), latents)
+            latents = _replaced(callback(step, len(sigmas), latents), latents)
     return latents
