@@ -94,6 +94,34 @@ def _array_to_mono(array: np.ndarray, argument: str) -> np.ndarray:
     return array.mean(axis=0) if array.shape[0] > 1 else array[0]
 
 
+def _wav_missing_bytes(path: Path) -> int:
+    """Bytes a RIFF/WAVE file's ``data`` chunk declares beyond the end of the file (0 if intact).
+
+    libsndfile silently reads what is there, so a cut-off download would otherwise give a shorter
+    video. Streaming placeholders (size 0 or 0xFFFFFFFF) are not counted as truncation.
+    """
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+            if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+                return 0
+            offset = 12
+            while offset + 8 <= size:
+                handle.seek(offset)
+                chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+                if chunk_id == b"data":
+                    if chunk_size in (0, 0xFFFFFFFF):
+                        return 0
+                    return max(0, chunk_size - (size - offset - 8))
+                offset += 8 + chunk_size + (chunk_size & 1)
+    except OSError:
+        return 0
+    return 0
+
+
 def _read_soundfile(path: Path, argument: str, max_seconds: float) -> tuple[np.ndarray, int] | None:
     import soundfile as sf
 
@@ -101,6 +129,10 @@ def _read_soundfile(path: Path, argument: str, max_seconds: float) -> tuple[np.n
         info = sf.info(str(path))
     except Exception:  # not something libsndfile understands: let PyAV try
         return None
+    missing = _wav_missing_bytes(path)
+    if missing:
+        raise input_error(argument, f"{path} is truncated: its header declares {missing} more bytes of audio "
+                          "than the file holds", "pass the complete file (re-download or re-export it)")
     if info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
         raise input_error(argument, f"{path} lasts {info.frames / info.samplerate:.1f} s, more than the "
                           f"{max_seconds:g} s allowed", "split the audio into shorter parts")
@@ -451,6 +483,9 @@ class FrameAudioFeatures:
         self.window = int(window)
         self.duration_s = self.waveform.size / SAMPLE_RATE
         self.num_frames = int(round(self.duration_s * self.fps))
+        if self.num_frames < 1:
+            raise input_error("audio", f"{self.duration_s * 1000:.0f} ms of audio at {self.fps:g} fps gives no video "
+                              "frame (frames = round(duration x fps))", "pass a longer recording or a higher fps")
         self.num_features = num_feature_frames(self.waveform.size)
         self._cache_start = 0
         self._cache = torch.zeros(0, self.num_layers, self.feature_dim)
@@ -468,12 +503,22 @@ class FrameAudioFeatures:
         return np.floor(frames * FEATURE_RATE / self.fps + 0.5).astype(np.int64)
 
     def _features(self, start: int, stop: int) -> torch.Tensor:
-        """Features for feature frames [start, stop) (inside the audio), from the cached segment."""
+        """Features for feature frames [start, stop) (inside the audio), from the cached segment.
+
+        Segments are encoded on a fixed grid (multiples of ``segment_frames``, as
+        :func:`encode_audio` does), so every feature frame has the same value whatever was asked
+        before: a render resumed at chunk k gets exactly the features an uninterrupted one got.
+        The cache keeps ``start`` .. the end of the last grid segment (at most
+        ``stop - start + segment_frames`` frames).
+        """
         cached_stop = self._cache_start + self._cache.shape[0]
         if not (self._cache_start <= start and stop <= cached_stop):
-            end = min(self.num_features, max(stop, start + self.segment_frames))
-            self._cache = _encode_range(self.audio_encoder, self.waveform, start, end, self.feature_extractor,
-                                        self.segment_frames, self.context_frames)
+            seg = self.segment_frames
+            first = (start // seg) * seg
+            end = min(self.num_features, -(-stop // seg) * seg)
+            encoded = _encode_range(self.audio_encoder, self.waveform, first, end, self.feature_extractor,
+                                    seg, self.context_frames)
+            self._cache = encoded[start - first:].clone()
             self._cache_start = start
         return self._cache[start - self._cache_start: stop - self._cache_start]
 

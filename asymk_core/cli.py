@@ -16,7 +16,7 @@ from .errors import InputError
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Subcommands contributed by other parts of the package: module -> has ``register(subparsers)``.
-EXTRA_COMMANDS = (".synthetic.command", ".eval.command", ".bench_command")
+EXTRA_COMMANDS = (".demo_command", ".synthetic.command", ".eval.command", ".preprocess_command", ".bench_command")
 
 
 def resolve_device_dtype(device: str, dtype: str):
@@ -47,23 +47,76 @@ def cmd_init(args) -> int:
     return 0
 
 
+def _load_pipeline_for_cli(model, dtype, device):
+    """``AsymKPipeline.from_pretrained`` with its errors naming ``--model`` and library logs kept quiet."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from ..pipelines.pipeline_asymk import AsymKPipeline
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # the one-line error below says it all
+    try:
+        return AsymKPipeline.from_pretrained(model, torch_dtype=dtype, device=device)
+    except InputError as error:
+        message = str(error).replace("`pretrained_model_name_or_path`", "`--model`", 1)
+        raise type(error)(message) from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+
+
 def cmd_generate(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..pipelines.pipeline_asymk import AsymKPipeline
     from .audio import SAMPLE_RATE, load_audio
+    from .errors import input_error
     from .image import load_image
-    from .video_io import VideoWriter
+    from .video_io import VideoWriter, _check_output_path
 
+    if args.checkpoint_every is not None and not args.resume:
+        raise input_error("--checkpoint-every", "it only applies to resumable renders", "also pass --resume")
+    checkpoint_every = 4 if args.checkpoint_every is None else args.checkpoint_every
+    if checkpoint_every < 1:
+        raise input_error("--checkpoint-every", f"{checkpoint_every} is not a positive number of chunks",
+                          "pass an integer >= 1, e.g. 4")
+    _check_output_path(args.output, "--output")  # before minutes of loading and generating
     device, dtype = resolve_device_dtype(args.device, args.dtype)
     image = load_image(args.image, argument="--image")
     waveform = load_audio(args.audio, argument="--audio")
-    pipe = AsymKPipeline.from_pretrained(args.model, torch_dtype=dtype, device=device)
+    pipe = _load_pipeline_for_cli(args.model, dtype, device)
     pipe.set_progress_bar_config(disable=True)
     config = pipe.config
     height, width = args.height or config.height, args.width or config.width
     fps = args.fps or config.fps
     import torch
+
+    started = time.perf_counter()
+    if args.resume:
+        from .render_state import render_resumable, resume_folder
+
+        bar = tqdm(total=None, unit="frame", desc="generate", disable=args.quiet)
+
+        def on_chunk(index, num_chunks, frames_written, frames):
+            if bar.total is None:
+                bar.reset(total=round(waveform.size / SAMPLE_RATE * fps))
+                bar.update(frames_written - frames.shape[0])
+            bar.update(frames.shape[0])
+            rate = bar.n / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(chunk=f"{index + 1}/{num_chunks}", fps=f"{rate:.1f}")
+
+        with bar:
+            result = render_resumable(
+                pipe, image, waveform, args.output, height=height, width=width, fps=fps,
+                num_inference_steps=args.steps, guidance_scale=args.guidance, chunk_frames=args.chunk_frames,
+                kernel_frames=args.kernel_frames, sampler=args.sampler, seed=args.seed,
+                checkpoint_every=checkpoint_every, argument="--output", resume_argument="--resume",
+                on_chunk=on_chunk,
+            )
+        frames_written = result["num_frames"]
+        elapsed = time.perf_counter() - started
+        resumed = f", resumed at chunk {result['resumed_from']}" if result["resumed_from"] else ""
+        print(f"wrote {args.output}: {frames_written} frames at {fps:g} fps ({frames_written / fps:.2f} s) in "
+              f"{elapsed:.1f} s on {device}{resumed} (progress folder {resume_folder(args.output)} removed)")
+        return 0
 
     generator = torch.Generator().manual_seed(args.seed)
     stream = pipe.stream(
@@ -71,7 +124,6 @@ def cmd_generate(args) -> int:
         num_inference_steps=args.steps, guidance_scale=args.guidance, chunk_frames=args.chunk_frames,
         kernel_frames=args.kernel_frames, sampler=args.sampler, generator=generator,
     )
-    started = time.perf_counter()
     first = next(stream)  # validates everything before a file is opened
     with VideoWriter(args.output, fps, width, height, audio=waveform, audio_sample_rate=SAMPLE_RATE,
                      argument="--output") as writer, \
@@ -127,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     generate.add_argument("--dtype", choices=DTYPES, default="auto")
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.add_argument("--resume", action="store_true",
+                          help="checkpoint progress in <output>.resume/ and continue from it if present (a killed "
+                               "render rerun with the same command gives the same video)")
+    generate.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                          help="with --resume: save progress every N chunks (default 4)")
     generate.set_defaults(func=cmd_generate)
 
     for module_name in EXTRA_COMMANDS:

@@ -110,11 +110,19 @@ def to_frames(video: torch.Tensor) -> torch.Tensor:
 
 
 def decode_chunks(
-    vae, chunks: Iterator[Chunk], initial_kernel: torch.Tensor, plan: ChunkPlan
+    vae, chunks: Iterator[Chunk], initial_kernel: torch.Tensor, plan: ChunkPlan,
+    decoder: StreamingDecoder | None = None,
 ) -> Iterator[VideoChunk]:
-    """Seamlessly decode generated chunks in order; the initial kernel is decoded first as context."""
-    decoder = StreamingDecoder(vae)
-    decoder.decode(initial_kernel)  # causal context only: these frames belong to the reference
+    """Seamlessly decode generated chunks in order; the initial kernel is decoded first as context.
+
+    ``decoder``: a :class:`StreamingDecoder` to use (and keep updating), e.g. one restored with
+    ``set_state`` to continue a stream; when it has already decoded something, the initial kernel
+    is not decoded again.
+    """
+    if decoder is None:
+        decoder = StreamingDecoder(vae)
+    if not decoder.started:
+        decoder.decode(initial_kernel)  # causal context only: these frames belong to the reference
     for chunk in chunks:
         start, stop = plan.video_range(chunk.index)
         video = decoder.decode(chunk.latents)[:, :, : stop - start]
@@ -154,25 +162,53 @@ def generate_from_reference(
     generator: torch.Generator | None = None,
     step_callback: StepCallback | None = None,
     decode: bool = True,
+    start_chunk: int = 0,
+    kernel: torch.Tensor | None = None,
+    decoder: StreamingDecoder | None = None,
 ) -> Iterator[VideoChunk | Chunk]:
     """Like :func:`generate_video_chunks`, from TRE reference latents ``[B, C, plan.window_frames, h, w]``
-    that were already encoded (:func:`asymk_core.tre.encode_reference`)."""
+    that were already encoded (:func:`asymk_core.tre.encode_reference`).
+
+    Resuming (see :mod:`asymk_core.render_state`): ``start_chunk`` is the first chunk to generate,
+    ``kernel`` its motion kernel ``[B, C, kernel_frames, h, w]`` (required when ``start_chunk > 0``),
+    ``decoder`` a :class:`StreamingDecoder` holding the causal decode state after chunk
+    ``start_chunk - 1``, and ``generator`` must be in the state it had before chunk ``start_chunk``.
+    Given those, the chunks are exactly those of an uninterrupted run. The chunk loop is lazy: when a
+    chunk is yielded, the next one has not consumed any random numbers yet, so the generator, the
+    next kernel and the decoder are a consistent checkpoint at every yield.
+    """
     if plan.temporal_factor != temporal_factor(vae):
         raise ValueError("`plan.temporal_factor` does not match the VAE.")
     if reference_latents.ndim != 5 or reference_latents.shape[2] != plan.window_frames:
         raise input_error("reference_latents", f"expected {plan.window_frames} latent frames (kernel + chunk), "
                           f"got shape {tuple(reference_latents.shape)}",
                           "encode the reference with window_frames = kernel_frames + chunk_frames")
+    if isinstance(start_chunk, bool) or not isinstance(start_chunk, int) or not 0 <= start_chunk <= plan.num_chunks:
+        raise input_error("start_chunk", f"{start_chunk!r} is not a chunk index in 0..{plan.num_chunks}",
+                          "pass the next chunk index saved with the render state")
     reference_latents = reference_latents.to(transformer.device)
-    kernel = initial_kernel(reference_latents, plan)
+    first_kernel = initial_kernel(reference_latents, plan)
+    if kernel is None:
+        if start_chunk:
+            raise input_error("kernel", f"resuming at chunk {start_chunk} needs that chunk's motion kernel",
+                              "pass the kernel saved with the render state")
+        kernel = first_kernel
+    elif tuple(kernel.shape) != tuple(first_kernel.shape):
+        raise input_error("kernel", f"expected shape {tuple(first_kernel.shape)}, got {tuple(kernel.shape)}",
+                          "pass the kernel saved with the render state for this model and size")
+    else:
+        kernel = kernel.to(device=first_kernel.device)  # keep its dtype: exactly what the loop carried
+    if decode and start_chunk and (decoder is None or not decoder.started):
+        raise input_error("decoder", f"resuming at chunk {start_chunk} needs the decoder state after chunk "
+                          f"{start_chunk - 1}", "pass a StreamingDecoder restored with set_state()")
     denoise = make_chunk_denoiser(
         transformer, scheduler, reference_latents, audio, plan, settings, generator, step_callback
     )
-    chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames)
+    chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, start_chunk=start_chunk)
     if not decode:
         yield from chunks
         return
-    yield from decode_chunks(vae, chunks, kernel, plan)
+    yield from decode_chunks(vae, chunks, first_kernel, plan, decoder)
 
 
 @torch.no_grad()

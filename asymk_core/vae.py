@@ -91,6 +91,44 @@ class StreamingDecoder:
 
         return (m for m in self.vae.decoder.modules() if isinstance(m, WanCausalConv3d))
 
+    @property
+    def started(self) -> bool:
+        """Whether any latent frame was decoded since the last :meth:`reset`."""
+        return not self._first
+
+    def get_state(self) -> dict:
+        """The causal state, to continue this stream elsewhere (e.g. after a restart).
+
+        ``{"first": bool, "cache": [None | "Rep" | tensor, ...]}`` (one entry per causal
+        convolution; ``"Rep"`` is diffusers' marker for a replicated first frame). Tensors are the
+        cache itself, not copies: save or clone them before decoding further.
+        """
+        return {"first": self._first, "cache": list(self._feature_cache)}
+
+    def set_state(self, state: dict) -> None:
+        """Restore a :meth:`get_state` result (tensors are moved to the VAE's device and dtype).
+
+        Decoding then continues exactly as the stream that produced the state would have.
+        """
+        cache = state.get("cache") if isinstance(state, dict) else None
+        expected = sum(1 for _ in self._causal_convs())
+        if not isinstance(cache, list) or len(cache) != expected:
+            got = len(cache) if isinstance(cache, list) else type(cache).__name__
+            raise input_error("decoder_state", f"expected {expected} cache entries for this VAE, got {got}",
+                              "restore a state saved from a decoder of the same VAE")
+        parameter = next(self.vae.parameters())
+        restored = []
+        for entry in cache:
+            if entry is None or (isinstance(entry, str) and entry == "Rep"):
+                restored.append(entry)
+            elif isinstance(entry, torch.Tensor):
+                restored.append(entry.to(device=parameter.device, dtype=entry.dtype))
+            else:
+                raise input_error("decoder_state", f"unexpected cache entry {type(entry).__name__}",
+                                  "restore a state saved by get_state()", kind=TypeError)
+        self._feature_cache = restored
+        self._first = bool(state.get("first", True))
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``[B, C, f, h, w]`` -> video ``[B, 3, n, H, W]`` in [-1, 1]."""

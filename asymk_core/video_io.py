@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import input_error
+from .errors import InputError, input_error
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
@@ -49,11 +49,28 @@ def _check_output_path(path, argument: str) -> Path:
     if target.is_dir():
         raise input_error(argument, f"{target} is a folder", "pass a file path such as 'video.mp4'")
     parent = target.parent if str(target.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise input_error(argument, f"{parent} is a file, not a folder", "choose a path inside an existing folder")
     if not parent.is_dir():
         raise input_error(argument, f"the folder {parent} does not exist", "create it first or choose another folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise input_error(argument, f"the folder {parent} is not writable", "choose a folder you can write to")
     return target
+
+
+def _write_error(argument: str, path: Path, exc: BaseException, creating: bool = False) -> Exception:
+    """An OS/FFmpeg failure while creating or writing ``path`` -> one clear error naming ``argument``."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return input_error(argument, f"writing {path} failed: the disk is full ({reason}); the partial file "
+                           "was deleted", "free disk space or write to another disk")
+    if creating or code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return input_error(argument, f"{path} cannot be written ({reason})", "choose a folder you can write to")
+    return input_error(argument, f"writing {path} failed ({type(exc).__name__}: {reason}); the partial file "
+                       "was deleted", "check the disk and the path, or choose another path")
 
 
 def _frames_to_uint8(frames, width: int, height: int) -> np.ndarray:
@@ -115,10 +132,21 @@ class VideoWriter:
     s, then an atomic rename onto ``path``. An exception in the block, or ``abort()``, deletes the
     partial file. ``frames_written`` counts frames so far. Falls back to ``mpeg4`` when the PyAV
     build lacks ``libx264``.
+
+    The ``.partial`` file is created in the constructor, so an unwritable place fails before any
+    work is done. An ``OSError`` while writing (disk full, file system gone) aborts the file and
+    becomes one clear ``ValueError`` naming ``argument``. ``threads`` / ``b_frames`` fix the
+    encoder's thread count and B-frames (``threads=N, b_frames=0`` gives byte-identical output for
+    identical frames, and segments that :meth:`append_segment` can join). ``partial_dir`` puts the
+    ``.partial`` file in another folder of the same file system. ``video_template`` (an
+    encoded segment file) makes a remux writer: :meth:`append_segment` copies the packets of
+    segments encoded with the same settings, with the audio muxed in as usual.
     """
 
     def __init__(self, path, fps: float, width: int, height: int, audio=None, audio_sample_rate: int = 16000,
-                 *, codec: str = "libx264", crf: int = 18, argument: str = "output"):
+                 *, codec: str = "libx264", crf: int = 18, argument: str = "output",
+                 threads: int | None = None, b_frames: int | None = None, video_template=None,
+                 partial_dir=None):
         import av
 
         self.path = _check_output_path(path, argument)
@@ -157,21 +185,38 @@ class VideoWriter:
         self._audio_written = 0
         self._closed = False
         self._rate = Fraction(self.fps).limit_denominator(1001)
-        self.partial_path = self.path.with_name(f"{self.path.stem}.partial-{uuid.uuid4().hex[:8]}{self.path.suffix}")
-        try:
+        partial_name = f"{self.path.stem}.partial-{uuid.uuid4().hex[:8]}{self.path.suffix}"
+        # partial_dir: a folder on the same file system (the rename must stay atomic), e.g. a resume folder
+        self.partial_path = (Path(partial_dir) if partial_dir is not None else self.path.parent) / partial_name
+        try:  # create the file now: an unwritable place fails here, not after minutes of generation
+            with open(self.partial_path, "xb"):
+                pass
             self._container = av.open(str(self.partial_path), mode="w",
                                       format=VIDEO_SUFFIXES[self.path.suffix.lower()])
         except (OSError, av.FFmpegError) as exc:
             self._remove_partial()
-            raise input_error(argument, f"{self.path} cannot be written ({exc})", "choose another path") from None
+            raise _write_error(argument, self.path, exc, creating=True) from None
+        self._template = None
         try:
-            options = {"crf": str(crf)} if codec == "libx264" else {}
-            self._video = self._container.add_stream(codec, rate=self._rate, options=options)
-            self._video.width, self._video.height = self.width, self.height
-            self._video.pix_fmt = "yuv420p"
-            self._video.codec_context.time_base = 1 / self._rate
-            if codec != "libx264":
-                self._video.bit_rate = int(min(50e6, max(1e6, self.width * self.height * self.fps * 0.3)))
+            if video_template is not None:  # remux mode: packets come from already encoded segments
+                self._template = Path(video_template)
+                source = _open_input(self._template, "video_template")
+                try:
+                    self._video = self._container.add_stream_from_template(source.streams.video[0])
+                    self._template_extradata = source.streams.video[0].codec_context.extradata
+                finally:
+                    source.close()
+            else:
+                options = {"crf": str(crf)} if codec == "libx264" else {}
+                for name, option, value in (("threads", "threads", threads), ("b_frames", "bf", b_frames)):
+                    if value is not None:  # fixed threads + no B-frames: deterministic, concatenable segments
+                        options[option] = str(int(_check_number(name, value, 0, 64, integer=True)))
+                self._video = self._container.add_stream(codec, rate=self._rate, options=options)
+                self._video.width, self._video.height = self.width, self.height
+                self._video.pix_fmt = "yuv420p"
+                self._video.codec_context.time_base = 1 / self._rate
+                if codec != "libx264":
+                    self._video.bit_rate = int(min(50e6, max(1e6, self.width * self.height * self.fps * 0.3)))
             self._audio_stream = None
             if self.audio is not None:
                 self._audio_stream = self._container.add_stream("aac", rate=self.audio_sample_rate, layout="mono")
@@ -204,6 +249,8 @@ class VideoWriter:
 
         if self._closed:
             raise input_error("frames", "the writer is already closed", "write all frames before close()")
+        if self._template is not None:
+            raise input_error("frames", "this writer remuxes encoded segments", "use append_segment()")
         pixels = _frames_to_uint8(frames, self.width, self.height)
         try:
             for image in pixels:
@@ -214,9 +261,62 @@ class VideoWriter:
                     self._container.mux(packet)
                 self.frames_written += 1
             self._write_audio(self._audio_target(), pad=False)
+        except (OSError, av.FFmpegError) as exc:
+            self.abort()
+            raise _write_error(self.argument, self.path, exc) from None
         except BaseException:
             self.abort()
             raise
+
+    def append_segment(self, segment) -> int:
+        """Remux (copy, no re-encoding) the video packets of an encoded ``segment`` file after what
+        was written so far; returns its frame count. Only in remux mode (``video_template=``).
+
+        Segments must come from the same encoder settings (checked: identical codec headers) and
+        have no B-frames (decode order = display order), as :class:`VideoWriter` writes them with
+        ``b_frames=0``.
+        """
+        import av
+
+        if self._closed:
+            raise input_error("segment", "the writer is already closed", "append all segments before close()")
+        if self._template is None:
+            raise input_error("segment", "this writer encodes frames", "create it with video_template=")
+        source = _open_input(segment, "segment")
+        try:
+            if not source.streams.video:
+                raise input_error("segment", f"{segment} has no video stream", "pass a segment written by VideoWriter")
+            stream = source.streams.video[0]
+            if stream.codec_context.extradata != self._template_extradata:
+                raise input_error("segment", f"{segment} was encoded with other settings than {self._template}",
+                                  "encode every segment with the same size, codec and options")
+            offset = Fraction(self.frames_written) / self._rate / stream.time_base
+            if offset.denominator != 1:
+                raise input_error("segment", f"frame {self.frames_written} does not fall on the time base "
+                                  f"{stream.time_base}", "use a frame rate the container can represent")
+            count = 0
+            for packet in source.demux(stream):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.pts += int(offset)
+                packet.dts += int(offset)
+                packet.stream = self._video
+                self._container.mux(packet)
+                count += 1
+            self.frames_written += count
+            self._write_audio(self._audio_target(), pad=False)
+        except InputError:
+            self.abort()
+            raise
+        except (OSError, av.FFmpegError) as exc:
+            self.abort()
+            raise _write_error(self.argument, self.path, exc) from None
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            source.close()
+        return count
 
     def _audio_target(self) -> int:
         if self.audio is None:
@@ -246,13 +346,16 @@ class VideoWriter:
 
     def close(self) -> Path:
         """Finish the file and move it onto ``path`` (atomic). Returns the final path."""
+        import av
+
         if self._closed:
             return self.path
         try:
             if self.frames_written == 0:
                 raise input_error(self.argument, "no frames were written", "write at least one frame before closing")
-            for packet in self._video.encode(None):
-                self._container.mux(packet)
+            if self._template is None:
+                for packet in self._video.encode(None):
+                    self._container.mux(packet)
             if self.audio is not None:
                 self._write_audio(self._audio_target(), pad=True)
                 for packet in self._audio_stream.encode(None):
@@ -260,6 +363,12 @@ class VideoWriter:
             self._container.close()
             self._closed = True
             os.replace(self.partial_path, self.path)
+        except InputError:
+            self.abort()
+            raise
+        except (OSError, av.FFmpegError) as exc:
+            self.abort()
+            raise _write_error(self.argument, self.path, exc) from None
         except BaseException:
             self.abort()
             raise

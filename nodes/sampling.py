@@ -178,9 +178,13 @@ class AsymKRenderVideo(io.ComfyNode):
         run = resolve_run(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames, guidance,
                           sampler)
         output_dir = folder_paths.get_output_directory()
-        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, output_dir, reference.width, reference.height
-        )
+        try:
+            folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+                filename_prefix, output_dir, reference.width, reference.height
+            )
+        except Exception as error:  # e.g. ComfyUI refuses a prefix that leaves the output folder
+            raise input_error("filename_prefix", f"{filename_prefix!r} cannot be used ({error})",
+                              "use a relative name inside the output folder, such as video/AsymK") from None
         file = f"{filename}_{counter:05}_.mp4"
         path = os.path.join(folder, file)
         progress = StepProgress(run.plan.num_chunks, run.settings.num_inference_steps)

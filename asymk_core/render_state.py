@@ -1,0 +1,327 @@
+"""Resumable long renders: the chunk loop's state on disk, and a render that checkpoints and resumes.
+
+A render to ``out.mp4`` keeps its progress in the folder ``out.mp4.resume/``:
+
+* ``segment-000000.mp4``, ``segment-000004.mp4``, ...: the video so far, one H.264 file per
+  checkpoint interval (named by its first chunk), each encoded independently with fixed encoder
+  threads and no B-frames, so the same frames always give the same bytes and segments can be
+  joined without re-encoding;
+* ``state-000008.safetensors``: the tensors of the loop state at the last checkpoint: the next
+  chunk's motion kernel, the ``torch.Generator`` state, and the streaming decoder's causal cache
+  (saved as it is, so decoding continues exactly);
+* ``state.json``: next chunk index, frames written, the list of segments, the name of the tensor
+  file, and the settings the render was started with (a resumed render must use the same ones).
+
+Every file is written under a temporary name and renamed, segment first, then tensors, then
+``state.json``, so a kill at any moment leaves either the previous or the new checkpoint; files
+that ``state.json`` does not list are deleted on resume. When all chunks are done the segments
+are remuxed with the audio into ``out.mp4`` (atomic rename) and the folder is deleted.
+
+A render killed at any point and resumed with the same command gives an mp4 whose decoded frames
+are identical to an uninterrupted resumable render with the same seed. (Compared with a render
+without ``--resume`` the generated frames are identical too, but the H.264 stream is encoded in
+segments, so decoded frames differ by the codec's rounding.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import input_error
+
+STATE_FORMAT = 1
+STATE_FILE = "state.json"
+SEGMENT_THREADS = 4  # fixed x264 thread count: the encoding must not depend on the machine
+SEGMENT_CRF = 18
+
+
+def resume_folder(output) -> Path:
+    """The progress folder of a render to ``output``: ``<output>.resume`` next to it."""
+    output = Path(output)
+    return output.with_name(output.name + ".resume")
+
+
+@dataclass
+class RenderState:
+    """The chunk loop's state after chunk ``next_chunk - 1``.
+
+    ``kernel``: motion kernel of chunk ``next_chunk``; ``generator_state``: ``torch.Generator``
+    state (uint8) before that chunk; ``decoder_state``: :meth:`StreamingDecoder.get_state`;
+    ``segments``: ``[{"file", "first_chunk", "stop_chunk", "frames"}]`` written so far.
+    """
+
+    settings: dict
+    next_chunk: int = 0
+    frames_written: int = 0
+    segments: list[dict] = field(default_factory=list)
+    kernel: torch.Tensor | None = None
+    generator_state: torch.Tensor | None = None
+    decoder_state: dict | None = None
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def save_state(folder, state: RenderState) -> None:
+    """Write ``state`` into ``folder`` atomically (tensors first, then ``state.json``)."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    if state.kernel is not None:
+        tensors["kernel"] = state.kernel.detach().contiguous().cpu()
+    if state.generator_state is not None:
+        tensors["generator_state"] = state.generator_state.detach().contiguous().cpu()
+    cache_kinds = None
+    decoder_first = None
+    if state.decoder_state is not None:
+        cache_kinds = []
+        decoder_first = bool(state.decoder_state["first"])
+        for index, entry in enumerate(state.decoder_state["cache"]):
+            if isinstance(entry, torch.Tensor):
+                tensors[f"decoder.cache.{index}"] = entry.detach().contiguous().cpu()
+                cache_kinds.append("tensor")
+            else:
+                cache_kinds.append(entry)  # None or diffusers' "Rep" marker
+    tensor_file = f"state-{state.next_chunk:06d}.safetensors"
+    _fsync_write(folder / tensor_file, save(tensors))
+    record = dict(format=STATE_FORMAT, settings=state.settings, next_chunk=state.next_chunk,
+                  frames_written=state.frames_written, segments=state.segments, tensors=tensor_file,
+                  decoder_first=decoder_first, decoder_cache=cache_kinds)
+    _fsync_write(folder / STATE_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    for stale in folder.glob("state-*.safetensors"):
+        if stale.name != tensor_file:
+            stale.unlink(missing_ok=True)
+
+
+def _differences(saved: dict, wanted: dict) -> list[str]:
+    return sorted(key for key in set(saved) | set(wanted) if saved.get(key) != wanted.get(key))
+
+
+def load_state(folder, settings: dict, argument: str = "--resume") -> RenderState | None:
+    """The state saved in ``folder``, or ``None`` when there is none yet.
+
+    Raises a clear error naming ``argument`` when the state is unreadable or was saved for other
+    ``settings`` (a different input, model, seed or option), so a render never mixes two runs.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    state_path = folder / STATE_FILE
+    if not state_path.is_file():
+        return None
+    start_over = f"delete {folder} to start over"
+    try:
+        record = json.loads(state_path.read_text())
+        version = record.get("format")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise input_error(argument, f"the saved progress {state_path} is unreadable ({type(exc).__name__})",
+                          start_over) from None
+    if version != STATE_FORMAT:
+        raise input_error(argument, f"{state_path} has format {version!r}, not {STATE_FORMAT}", start_over)
+    try:
+        tensors = load_file(str(folder / record["tensors"]))
+    except Exception as exc:  # missing or corrupt tensor file (SafetensorError, OSError, KeyError)
+        raise input_error(argument, f"the saved tensors in {folder} are unreadable ({type(exc).__name__})",
+                          start_over) from None
+    differ = _differences(record.get("settings") or {}, settings)
+    if differ:
+        raise input_error(argument, f"the saved progress in {folder} was made with different settings "
+                          f"({', '.join(differ)})", f"rerun with the same arguments, or {start_over}")
+    for segment in record["segments"]:
+        if not (folder / segment["file"]).is_file():
+            raise input_error(argument, f"segment {segment['file']} of the saved progress is missing", start_over)
+    decoder_state = None
+    if record.get("decoder_cache") is not None:
+        cache = []
+        for index, kind in enumerate(record["decoder_cache"]):
+            cache.append(tensors[f"decoder.cache.{index}"] if kind == "tensor" else kind)
+        decoder_state = {"first": bool(record["decoder_first"]), "cache": cache}
+    return RenderState(settings=record["settings"], next_chunk=int(record["next_chunk"]),
+                       frames_written=int(record["frames_written"]), segments=list(record["segments"]),
+                       kernel=tensors.get("kernel"), generator_state=tensors.get("generator_state"),
+                       decoder_state=decoder_state)
+
+
+def _clean_folder(folder: Path, state: RenderState | None) -> None:
+    """Delete what a killed run left that the saved state does not list (partial segments, temp files)."""
+    keep = {STATE_FILE}
+    if state is not None:
+        keep |= {segment["file"] for segment in state.segments}
+        keep.add(f"state-{state.next_chunk:06d}.safetensors")
+    for entry in folder.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _digest(*arrays) -> str:
+    hasher = hashlib.sha256()
+    for array in arrays:
+        data = np.ascontiguousarray(array)
+        hasher.update(str((data.dtype.str, data.shape)).encode())
+        hasher.update(data.tobytes())
+    return hasher.hexdigest()[:32]
+
+
+def model_digest(pipe) -> str:
+    """A digest of the loaded weights' shapes, dtypes and a few values per tensor (fast, not cryptographic)."""
+    hasher = hashlib.sha256()
+    for name in ("transformer", "vae", "audio_encoder"):
+        module = getattr(pipe, name, None)
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for key, tensor in module.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy()
+            hasher.update(f"{name}.{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            hasher.update(sample.tobytes())
+    hasher.update(json.dumps(dict(pipe.config), sort_keys=True, default=str).encode())
+    return hasher.hexdigest()[:32]
+
+
+def render_resumable(
+    pipe,
+    image,
+    waveform: np.ndarray,
+    output,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    fps: float | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    chunk_frames: int | None = None,
+    kernel_frames: int | None = None,
+    sampler: str | None = None,
+    seed: int = 0,
+    checkpoint_every: int = 4,
+    argument: str = "output",
+    resume_argument: str = "resume",
+    on_chunk: Callable[[int, int, int, np.ndarray], None] | None = None,
+) -> dict:
+    """Render ``image`` + 16 kHz mono ``waveform`` to ``output`` (mp4), checkpointing every
+    ``checkpoint_every`` chunks in ``<output>.resume/`` and continuing from there if it exists.
+
+    Arguments are those of :meth:`AsymKPipeline.stream`; the noise comes from
+    ``torch.Generator().manual_seed(seed)``. ``on_chunk(chunk_index, num_chunks, frames_written,
+    frames)`` is called after each chunk is written (``frames`` float32 ``[f, H, W, 3]`` in [0, 1]).
+    Returns ``dict(path, num_frames, num_chunks, resumed_from)``.
+    """
+    from .audio import SAMPLE_RATE
+    from .generation import generate_from_reference
+    from .image import preprocess_image
+    from .kclg import next_kernel
+    from .tre import encode_reference
+    from .vae import StreamingDecoder
+    from .video_io import VideoWriter, _check_output_path
+
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or not \
+            1 <= checkpoint_every <= 100_000:
+        raise input_error("checkpoint_every", f"{checkpoint_every!r} is not a positive number of chunks",
+                          "pass an integer >= 1, e.g. 4")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise input_error("seed", f"expected an integer, got {type(seed).__name__}", "pass e.g. 0", kind=TypeError)
+    target = _check_output_path(output, argument)
+    folder = resume_folder(target)
+    if folder.exists() and not folder.is_dir():
+        raise input_error(resume_argument, f"{folder} exists and is not a folder", f"delete or rename {folder}")
+
+    height, width, fps, steps, guidance, chunk_frames, kernel_frames = pipe._resolve(
+        height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames)
+    pipe.check_inputs(height, width, fps, steps, guidance, chunk_frames, kernel_frames, "np", None, None)
+    image_tensor = preprocess_image(image, height, width)
+    audio = pipe.encode_audio(waveform, SAMPLE_RATE, fps)
+    plan = pipe.prepare_plan(audio.num_frames, chunk_frames, kernel_frames)
+    settings = pipe._settings(steps, guidance, sampler)
+    device = pipe._execution_device
+    fingerprint = dict(
+        image=_digest(image_tensor.numpy()), audio=_digest(audio.waveform), model=model_digest(pipe),
+        height=height, width=width, fps=float(fps), steps=settings.num_inference_steps,
+        guidance=settings.guidance_scale, sampler=settings.sampler, shift=settings.shift,
+        chunk_frames=plan.chunk_frames, kernel_frames=plan.kernel_frames, num_frames=plan.num_frames,
+        seed=seed, checkpoint_every=checkpoint_every, device=str(device), dtype=str(pipe.transformer.dtype),
+        torch=torch.__version__,
+    )
+    state = load_state(folder, fingerprint, resume_argument)
+    folder.mkdir(exist_ok=True)
+    _clean_folder(folder, state)
+    resumed_from = 0 if state is None else state.next_chunk
+    if state is None:
+        state = RenderState(settings=fingerprint)
+
+    generator = torch.Generator().manual_seed(seed)
+    if state.generator_state is not None:
+        generator.set_state(state.generator_state)
+    decoder = StreamingDecoder(pipe.vae)
+    if state.decoder_state is not None:
+        decoder.set_state(state.decoder_state)
+
+    def segment_writer(first_chunk: int) -> VideoWriter:
+        return VideoWriter(folder / f"segment-{first_chunk:06d}.mp4", fps, width, height, argument=argument,
+                           crf=SEGMENT_CRF, threads=SEGMENT_THREADS, b_frames=0)
+
+    if state.next_chunk < plan.num_chunks:
+        with torch.no_grad():
+            reference_latents = encode_reference(pipe.vae, image_tensor.to(device), plan.window_frames)
+        chunks = generate_from_reference(
+            pipe.transformer, pipe.vae, pipe.scheduler, reference_latents, audio, plan, settings,
+            generator=generator, start_chunk=state.next_chunk, kernel=state.kernel, decoder=decoder,
+        )
+        writer, first_chunk = None, state.next_chunk
+        try:
+            for decoded in chunks:
+                index = decoded.chunk.index
+                if writer is None:
+                    writer, first_chunk = segment_writer(index), index
+                frames = decoded.frames[0].float().cpu().numpy()
+                writer.write(frames)
+                state.frames_written += frames.shape[0]
+                if (index + 1) % checkpoint_every == 0 or index + 1 == plan.num_chunks:
+                    writer.close()
+                    state.segments.append(dict(file=writer.path.name, first_chunk=first_chunk,
+                                               stop_chunk=index + 1, frames=writer.frames_written))
+                    writer = None
+                    state.next_chunk = index + 1
+                    state.kernel = next_kernel(decoded.chunk.kernel, decoded.chunk.latents, plan.kernel_frames)
+                    state.generator_state = generator.get_state()
+                    state.decoder_state = decoder.get_state()
+                    save_state(folder, state)
+                if on_chunk is not None:
+                    on_chunk(index, plan.num_chunks, state.frames_written, frames)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+
+    if state.frames_written != plan.num_frames or not state.segments:
+        raise input_error(resume_argument, f"the saved progress in {folder} holds {state.frames_written} frames, "
+                          f"expected {plan.num_frames}", f"delete {folder} to start over")
+    final = VideoWriter(target, fps, width, height, audio=audio.waveform, audio_sample_rate=SAMPLE_RATE,
+                        argument=argument, video_template=folder / state.segments[0]["file"], partial_dir=folder)
+    with final:
+        for segment in state.segments:
+            count = final.append_segment(folder / segment["file"])
+            if count != segment["frames"]:
+                raise input_error(resume_argument, f"segment {segment['file']} holds {count} frames, expected "
+                                  f"{segment['frames']}", f"delete {folder} to start over")
+    shutil.rmtree(folder, ignore_errors=True)
+    return dict(path=target, num_frames=final.frames_written, num_chunks=plan.num_chunks, resumed_from=resumed_from)
