@@ -1,0 +1,347 @@
+"""Train a small causal video VAE (diffusers ``AutoencoderKLWan``) on synthetic talking-avatar clips.
+
+Only needed for the synthetic setting: real users point ``model.vae`` at a pretrained Wan2.1 VAE.
+Clips of ``1 + 4k`` frames are rendered on the fly (``asymk_core.synthetic.corpus.random_sample``,
+train seeds only) and reconstructed through the sampled posterior. Loss::
+
+    l1 * |x - x^| + mse * (x - x^)^2 + edge * |grad x - grad x^| + kl * KL(q(z|x) || N(0, I))
+
+(means over elements; the edge term is the L1 of spatial and temporal finite differences, it keeps
+mouth and eye contours sharp). accelerate throughout (checkpoints ``checkpoints/step-*`` with
+``--resume latest``, trackers, progress bar). At the end the per-channel mean/std of the latents
+(posterior mode, over ``stats.clips`` clips) are written into the VAE config as
+``latents_mean``/``latents_std`` so ``asymk_core.vae.normalize_latents`` gives unit-scale latents,
+and the VAE is saved with ``save_pretrained`` to ``output_dir/vae``::
+
+    python -m asymk_talker.train.vae --config train/configs/vae_synthetic.yaml
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__" and not __package__:  # run as a file: `accelerate launch train/vae.py`
+    import pathlib
+    import sys
+
+    _here = pathlib.Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _here]
+    __package__ = "asymk_talker.train"
+    import asymk_talker.train  # noqa: F401
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..asymk_core.vae import VAE_PRESETS, vae_from_preset
+from .common import (
+    EMA,
+    Config,
+    add_common_args,
+    append_jsonl,
+    config_from_args,
+    make_accelerator,
+    make_lr_scheduler,
+    make_optimizer,
+    progress_bar,
+    resume,
+    save_checkpoint,
+    write_json,
+)
+from .data import make_dataloader, video_tensor
+
+logger = logging.getLogger("asymk_talker.train.vae")
+
+DEFAULTS: dict = {
+    "seed": 0,
+    "output_dir": None,
+    # pretrained: an AutoencoderKLWan folder to fine-tune; init_logvar_bias: see build_vae
+    "model": {"preset": "synthetic", "pretrained": None, "init_logvar_bias": -6.0},
+    "data": {"size": 64, "fps": 25.0, "num_frames": 9, "batch_size": 4, "num_workers": 0,
+             "num_identities": None, "epoch_size": 10000},
+    "loss": {"l1": 1.0, "mse": 1.0, "edge": 0.5, "kl": 1.0e-4},
+    "train": {"max_steps": 1000, "learning_rate": 5.0e-4, "weight_decay": 0.0, "adam_betas": [0.9, 0.99],
+              "warmup_steps": 50, "lr_scheduler": "constant_with_warmup", "max_grad_norm": 1.0,
+              "gradient_accumulation_steps": 1, "mixed_precision": "no", "num_threads": None,
+              "max_minutes": None},  # stop (and save) after this many minutes of training
+    "ema": {"decay": 0.999, "warmup": True},
+    "checkpoint": {"every": 200, "keep": 2},
+    "logging": {"report_to": "tensorboard", "log_every": 10},
+    "validation": {"every": 200, "clips": 4},
+    "stats": {"clips": 32, "num_frames": 17},
+}
+
+
+class SyntheticVideoDataset(Dataset):
+    """``dataset[i]`` -> video ``[3, num_frames, size, size]`` in [-1, 1], a pure function of ``(seed, i)``."""
+
+    def __init__(self, num_frames: int, size: int = 64, fps: float = 25.0, split: str = "train", seed: int = 0,
+                 num_identities: int | None = None, epoch_size: int = 10000):
+        if (num_frames - 1) % 4:
+            raise ValueError(f"num_frames must be 1 + 4k for the causal VAE, got {num_frames}")
+        self.num_frames, self.size, self.fps, self.split = num_frames, size, fps, split
+        self.seed, self.num_identities, self.epoch_size = seed, num_identities, epoch_size
+
+    def __len__(self) -> int:
+        return self.epoch_size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        from ..asymk_core.synthetic.corpus import random_sample
+
+        rng = np.random.default_rng([self.seed, int(index), 0xFAE])
+        sample = random_sample(rng, (self.num_frames + 0.5) / self.fps, split=self.split,
+                               num_identities=self.num_identities, size=self.size, fps=self.fps)
+        return video_tensor(sample.frames[: self.num_frames])[0]
+
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Mean over elements of KL(N(mean, exp(logvar)) || N(0, 1))."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+
+
+def edge_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L1 between finite differences along H, W and T of ``[B, C, T, H, W]`` videos."""
+    loss = (x.diff(dim=-1) - y.diff(dim=-1)).abs().mean() + (x.diff(dim=-2) - y.diff(dim=-2)).abs().mean()
+    if x.shape[2] > 1:
+        loss = loss + (x.diff(dim=2) - y.diff(dim=2)).abs().mean()
+    return loss
+
+
+def decode_unclamped(vae, latents: torch.Tensor) -> torch.Tensor:
+    """``AutoencoderKLWan.decode`` without its final clamp to [-1, 1] (a clamp has zero gradient
+    outside the range, which stalls training); the same causal frame-by-frame pass otherwise."""
+    if vae.config.get("patch_size") is not None:
+        raise ValueError("decode_unclamped supports Wan2.1-style VAEs (patch_size=None)")
+    vae.clear_cache()
+    hidden = vae.post_quant_conv(latents)
+    frames = []
+    for index in range(hidden.shape[2]):
+        vae._conv_idx = [0]
+        frames.append(vae.decoder(hidden[:, :, index:index + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                                  first_chunk=index == 0))
+    vae.clear_cache()
+    return torch.cat(frames, dim=2)
+
+
+class Reconstructor(torch.nn.Module):
+    """``forward(video, generator) -> (reconstruction, posterior mean, posterior logvar)`` through the
+    sampled posterior: one module call, so DDP/FSDP wrappers see (and synchronise) the whole pass."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, video: torch.Tensor, generator: torch.Generator | None = None):
+        posterior = self.vae.encode(video).latent_dist
+        noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
+        reconstruction = decode_unclamped(self.vae, posterior.mean + posterior.std * noise)
+        return reconstruction, posterior.mean, posterior.logvar
+
+
+def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Generator | None = None) -> dict:
+    """Losses of one batch; ``model`` is a :class:`Reconstructor` (possibly wrapped);
+    returns ``{"loss", "l1", "mse", "edge", "kl"}``."""
+    reconstruction, mean, logvar = model(video, generator)
+    parts = {
+        "l1": (reconstruction - video).abs().mean(),
+        "mse": (reconstruction - video).pow(2).mean(),
+        "edge": edge_loss(reconstruction, video),
+        "kl": gaussian_kl(mean, logvar),
+    }
+    parts["loss"] = sum(float(weights.get(k, 0.0) or 0.0) * v for k, v in parts.items())
+    return parts
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae, videos: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
+    """Mean PSNR (dB, on [0, 1]) of posterior-mode reconstructions, and the first reconstruction."""
+    psnrs, first = [], None
+    for video in videos:
+        x = video[None].to(vae.device)
+        y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        mse = ((y - x) / 2).pow(2).mean().clamp_min(1e-10)
+        psnrs.append(float(10 * torch.log10(1.0 / mse)))
+        first = y[0] if first is None else first
+    return float(np.mean(psnrs)), first
+
+
+def save_preview(path: Path, video: torch.Tensor, reconstruction: torch.Tensor) -> None:
+    """PNG: original frames (top row) over reconstructions (bottom row)."""
+    from PIL import Image
+
+    def row(v):
+        frames = ((v.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
+        return np.concatenate(list(frames), axis=1)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([row(video), row(reconstruction)], axis=0)).save(path)
+
+
+@torch.no_grad()
+def latent_statistics(vae, dataset: Dataset, count: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the raw latents (posterior mode) of ``count`` clips."""
+    total = total_sq = None
+    n = 0
+    for index in range(count):
+        x = dataset[index][None].to(vae.device)
+        z = vae.encode(x).latent_dist.mode().double()
+        flat = z.transpose(0, 1).flatten(1)  # [C, *]
+        total = flat.sum(1) if total is None else total + flat.sum(1)
+        total_sq = flat.pow(2).sum(1) if total_sq is None else total_sq + flat.pow(2).sum(1)
+        n += flat.shape[1]
+    mean = total / n
+    std = (total_sq / n - mean.pow(2)).clamp_min(1e-12).sqrt()
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def build_vae(config: Config):
+    from diffusers import AutoencoderKLWan
+
+    if config.model.get("pretrained"):
+        return AutoencoderKLWan.from_pretrained(config.model.pretrained)
+    if config.model.preset not in VAE_PRESETS:
+        raise ValueError(f"unknown VAE preset {config.model.preset!r}; use one of {sorted(VAE_PRESETS)}")
+    torch.manual_seed(int(config.seed))
+    vae = vae_from_preset(config.model.preset)
+    bias = config.model.get("init_logvar_bias")
+    if bias is not None:
+        # Start with a nearly deterministic posterior (std = exp(bias / 2)): with the default std of
+        # 1 the sampled latents are mostly noise and the decoder first learns only the mean image.
+        with torch.no_grad():
+            vae.quant_conv.bias[vae.config.z_dim:] = float(bias)
+    return vae
+
+
+def train(config: Config, resume_from: str | None = "latest") -> dict:
+    """Train the VAE; returns ``{"step", "loss", "psnr", "vae_dir", "latents_mean", "latents_std"}``."""
+    accelerator = make_accelerator(config, "asymk-vae")
+    output_dir = Path(config.output_dir)
+    vae = build_vae(config).train()
+    data = config.data
+    dataset = SyntheticVideoDataset(int(data.num_frames), int(data.size), float(data.fps), "train", int(config.seed),
+                                    data.get("num_identities"), int(data.get("epoch_size", 10000)))
+    val_dataset = SyntheticVideoDataset(int(config.stats.num_frames), int(data.size), float(data.fps), "heldout",
+                                        int(config.seed) + 1)
+    val_videos = [val_dataset[i] for i in range(int(config.validation.get("clips", 4)))]
+
+    optimizer = make_optimizer(vae.parameters(), config)
+    lr_scheduler = make_lr_scheduler(optimizer, config, accelerator.num_processes)
+    model, optimizer, lr_scheduler = accelerator.prepare(Reconstructor(vae), optimizer, lr_scheduler)
+    unwrapped = accelerator.unwrap_model(model).vae
+    ema = None
+    if config.ema.get("decay"):
+        ema = EMA(unwrapped, decay=float(config.ema.decay), warmup=bool(config.ema.get("warmup", True)))
+        accelerator.register_for_checkpointing(ema)
+    step = resume(accelerator, output_dir, resume_from)
+
+    max_steps = int(config.train.max_steps)
+    accumulation = int(config.train.get("gradient_accumulation_steps", 1) or 1)
+    loader = make_dataloader(dataset, int(data.batch_size), accelerator=accelerator, start_batch=step * accumulation,
+                             num_workers=int(data.get("num_workers", 0) or 0))
+    max_minutes = config.train.get("max_minutes")
+    log_every = int(config.logging.get("log_every", 10) or 10)
+    checkpoint_every = int(config.checkpoint.get("every", 0) or 0)
+    validation_every = int(config.validation.get("every", 0) or 0)
+    metrics_path = output_dir / "logs" / "metrics.jsonl"
+    logger.info("VAE: %d parameters, clips of %d frames at %d px, batch %d, steps %d -> %d",
+                sum(p.numel() for p in unwrapped.parameters()), int(data.num_frames), int(data.size),
+                int(data.batch_size), step, max_steps)
+
+    bar = progress_bar(accelerator, max_steps, initial=step, desc="vae")
+    started = time.perf_counter()
+    micro_step, pending, last = step * accumulation, [], {}
+    data_iter = iter(loader)
+
+    def validate(at_step: int) -> dict:
+        scalars = {}
+        if accelerator.is_main_process:
+            unwrapped.eval()
+            psnr, reconstruction = reconstruction_psnr(unwrapped, val_videos)
+            scalars["val/psnr"] = psnr
+            if ema is not None:
+                with ema.averaged(unwrapped):
+                    scalars["val/psnr_ema"], reconstruction = reconstruction_psnr(unwrapped, val_videos)
+            save_preview(output_dir / "validation" / f"step-{at_step:07d}.png", val_videos[0], reconstruction)
+            unwrapped.train()
+            accelerator.log(scalars, step=at_step)
+            append_jsonl(output_dir / "logs" / "validation.jsonl", {"step": at_step, **scalars})
+            logger.info("validation at step %d: %s", at_step, scalars)
+        accelerator.wait_for_everyone()
+        return scalars
+
+    while step < max_steps:
+        video = next(data_iter).to(accelerator.device)
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence(
+            [int(config.seed), micro_step, accelerator.process_index]).generate_state(1)[0]))
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                parts = vae_loss(model, video, config.loss, generator)
+            accelerator.backward(parts["loss"])
+            if accelerator.sync_gradients and config.train.get("max_grad_norm"):
+                accelerator.clip_grad_norm_(model.parameters(), float(config.train.max_grad_norm))
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        micro_step += 1
+        pending.append(torch.stack([parts[k].detach().float() for k in ("loss", "l1", "mse", "edge", "kl")]))
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        if ema is not None:
+            ema.step(unwrapped)
+        values = accelerator.reduce(torch.stack(pending).mean(0), "mean").tolist()
+        pending = []
+        last = dict(zip(("loss", "l1", "mse", "edge", "kl"), values))
+        bar.update(1)
+        bar.set_postfix(loss=f"{last['loss']:.4f}")
+        if accelerator.is_main_process:
+            append_jsonl(metrics_path, {"step": step, **last, "lr": lr_scheduler.get_last_lr()[0],
+                                        "time": time.perf_counter() - started})
+        if step % log_every == 0:
+            accelerator.log({f"train/{k}": v for k, v in last.items()}, step=step)
+        out_of_time = bool(max_minutes) and (time.perf_counter() - started) / 60 > float(max_minutes)
+        out_of_time = bool(accelerator.reduce(torch.tensor(float(out_of_time), device=accelerator.device), "max"))
+        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not out_of_time:
+            save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 2))
+        if validation_every and step % validation_every == 0 and step < max_steps:
+            validate(step)
+        if out_of_time:
+            logger.info("time budget of %s minutes reached at step %d", max_minutes, step)
+            break
+    bar.close()
+    save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 2))
+    scalars = validate(step)
+
+    vae_dir = output_dir / "vae"
+    summary = {"step": step, "loss": last.get("loss"), "psnr": scalars.get("val/psnr_ema", scalars.get("val/psnr")),
+               "vae_dir": str(vae_dir)}
+    if accelerator.is_main_process:
+        if ema is not None:
+            ema.copy_to(unwrapped)
+        unwrapped.eval()
+        stats_data = SyntheticVideoDataset(int(config.stats.num_frames), int(data.size), float(data.fps), "train",
+                                           int(config.seed) + 2)
+        mean, std = latent_statistics(unwrapped, stats_data, int(config.stats.clips))
+        unwrapped.register_to_config(latents_mean=mean, latents_std=std)
+        unwrapped.save_pretrained(str(vae_dir))
+        summary.update(latents_mean=mean, latents_std=std)
+        write_json(output_dir / "summary.json", summary)
+        logger.info("saved VAE %s (latents_mean %s, latents_std %s)", vae_dir,
+                    [round(v, 3) for v in mean], [round(v, 3) for v in std])
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description="Train the synthetic causal video VAE (AutoencoderKLWan).")
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    return train(config_from_args(args, DEFAULTS), resume_from=args.resume)
+
+
+if __name__ == "__main__":
+    main()
