@@ -10,8 +10,9 @@ GROUND_TRUTH = "ground-truth"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="sync / identity drift / boundary / quality metrics on synthetic clips")
-    parser.add_argument("--model", required=True,
-                        help=f"pipeline folder or Hub id, or '{GROUND_TRUTH}' for the ceiling")
+    parser.add_argument("--model", default=None,
+                        help=f"pipeline folder or Hub id, or '{GROUND_TRUTH}' for the ceiling "
+                             "(required unless --real)")
     parser.add_argument("--split", choices=EVAL_SPLITS, default="heldout")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of every clip")
     parser.add_argument("--identities", type=int, default=4, help="number of clips (one identity each)")
@@ -21,11 +22,24 @@ def register(subparsers) -> None:
     parser.add_argument("--probe", default=None, help="probe folder (default: the shipped assets/probe)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: the pipeline's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .real_command import add_real_arguments
+
+    add_real_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     import json
+
+    if args.real:
+        from .real_command import run_real
+
+        return run_real(args)
+    if not args.model:
+        from ..errors import input_error
+
+        raise input_error("--model", "eval needs a model to score",
+                          f"pass --model DIR (a pipeline folder) or --model {GROUND_TRUTH}, or use --real")
 
     from .evaluate import evaluate_model
     from .probe import load_probe

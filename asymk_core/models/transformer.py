@@ -198,6 +198,11 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             raise input_error("preset", f"unknown preset {preset!r}", f"use one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[preset], **overrides})
 
+    @classmethod
+    def from_wan(cls, path, **overrides) -> "AsymKTransformer":  # Wan2.1 weights: see models/wan_init.py
+        from .wan_init import from_wan
+        return from_wan(cls, path, **overrides)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
