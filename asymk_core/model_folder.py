@@ -137,6 +137,10 @@ def load_pipeline_components(folder: Path, torch_dtype: torch.dtype | None = Non
         subfolder = folder / name
         if not subfolder.is_dir():
             raise input_error(argument, f"component folder {subfolder} is missing", "re-save or re-download the model")
+        if name in ("transformer", "vae") and not any(
+                any(subfolder.glob(pattern)) for pattern in ("*.safetensors", "*.bin")):
+            raise input_error(argument, f"{subfolder} has no weights file (diffusion_pytorch_model.safetensors)",
+                              "re-save or re-download the model; the folder is incomplete")
         kwargs = {}
         if torch_dtype is not None and hasattr(cls, "dtype") and name in ("transformer", "vae", "audio_encoder"):
             kwargs["torch_dtype"] = torch_dtype

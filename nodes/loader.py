@@ -7,7 +7,7 @@ import importlib.util
 import comfy.model_management
 from comfy_api.latest import io
 
-from ..asymk_core.errors import input_error
+from ..asymk_core.errors import InputError, input_error
 from .common import CATEGORY, DTYPES, NO_MODEL, AsymKModel, AsymKPipelineType, list_models, logger, resolve_model
 
 ATTENTION_BACKENDS = {"sdpa": "native", "xformers": "xformers"}  # widget value -> diffusers backend name
@@ -57,7 +57,11 @@ class AsymKLoadModel(io.ComfyNode):
         folder = resolve_model(model)
         device = comfy.model_management.get_torch_device()
         _, torch_dtype = resolve_device_dtype("cuda" if device.type == "cuda" else "cpu", dtype)
-        pipe = AsymKPipeline.from_pretrained(folder, torch_dtype=torch_dtype)
+        try:
+            pipe = AsymKPipeline.from_pretrained(folder, torch_dtype=torch_dtype)
+        except InputError as error:  # the library names its own argument; the node's is `model`
+            message = str(error).replace("`pretrained_model_name_or_path`", "`model`", 1)
+            raise type(error)(message) from error
         pipe.to(comfy.model_management.unet_offload_device())
         pipe.set_progress_bar_config(disable=True)
         if attention != "sdpa":  # sdpa is diffusers' default ("native") backend

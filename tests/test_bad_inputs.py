@@ -186,7 +186,7 @@ CLI_FAILURES = [
     ("image", "truncated", "--image", "truncated"),
     ("image", "zero_length", "--image", "not a readable image"),
     ("model", "missing_folder", "--model", "no model folder"),
-    ("model", "missing_safetensors", "--model", "could not load component 'transformer'"),
+    ("model", "missing_safetensors", "--model", "has no weights file (diffusion_pytorch_model.safetensors)"),
     ("model", "corrupt_safetensors", "--model", "could not load component 'vae'"),
     ("model", "truncated_safetensors", "--model", "could not load component 'transformer'"),
     ("model", "invalid_json_config", "--model", "not a valid JSON"),
@@ -381,8 +381,10 @@ def test_api_bad_input(argument, overrides, kind, tiny_pipe, portrait_array):
 def test_api_bad_model_folder(name, models, tmp_path):
     from asymk_talker import AsymKPipeline
 
-    with pytest.raises(InputError, match="`pretrained_model_name_or_path`.*Fix:"):
+    with pytest.raises(InputError, match="`pretrained_model_name_or_path`.*Fix:") as info:
         AsymKPipeline.from_pretrained(_model_folder(models, tmp_path, name))
+    if name == "missing_safetensors":  # names the file that is missing, not a fallback format
+        assert "no weights file" in str(info.value) and ".bin" not in str(info.value)
 
 
 # --------------------------------------------------------------------------- ComfyUI nodes
@@ -489,7 +491,7 @@ def test_node_loader_reports_a_corrupt_model_folder(comfy, models, tmp_path):
     target = Path(comfy.folder_paths.models_dir) / "asymk"
     target.mkdir(parents=True)
     (target / "broken").symlink_to(broken, target_is_directory=True)
-    with pytest.raises(InputError, match="could not load component 'vae'.*Fix:"):
+    with pytest.raises(InputError, match="^`model`: could not load component 'vae'.*Fix:"):
         comfy.nodes["AsymKLoadModel"].execute(model="broken", dtype="fp32", attention="sdpa")
 
 

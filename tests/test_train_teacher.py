@@ -121,6 +121,17 @@ def test_checkpoint_resume_reproduces_next_loss(tmp_path):
     assert again["step"] == 4
 
 
+def test_time_budget_stops_with_checkpoint_and_pipeline(tmp_path):
+    """``train.max_minutes`` ends the run early exactly like ``max_steps`` would: a checkpoint at
+    the step reached and a complete pipeline folder."""
+    out = tmp_path / "budget"
+    summary = run_teacher(out, "--max-steps", "50", "--checkpoint-every", "0", "--set", "validation.render=false",
+                          "--set", "train.max_minutes=1e-9")
+    assert summary["step"] == 1
+    assert [step for step, _ in list_checkpoints(out)] == [1]
+    assert (out / "pipeline" / "model_index.json").is_file()
+
+
 def test_saved_pipeline_loads_and_generates(tmp_path, speech):
     from asymk_talker import AsymKPipeline
 

@@ -56,14 +56,15 @@ from ..asymk_core.akd import (
 from ..asymk_core.sampling import shifted_sigmas
 from ..asymk_core.training_losses import sample_sigmas
 from .common import (
-    EMA,
     Config,
+    EMA,
     add_common_args,
     append_jsonl,
     config_from_args,
     make_accelerator,
     make_lr_scheduler,
     make_optimizer,
+    out_of_time,
     progress_bar,
     resume,
     save_checkpoint,
@@ -114,6 +115,7 @@ DEFAULTS: dict = {
     },
     "train": {
         "max_steps": 1600,            # DMD steps (critic steps), after the warm-up
+        "max_minutes": None,          # stop (checkpoint + final pipeline) after this many minutes
         "learning_rate": 2e-5,        # student
         "critic_learning_rate": None, # None: train.learning_rate
         "weight_decay": 0.01,
@@ -401,10 +403,14 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
             append_jsonl(metrics_path, {**record, "time": time.perf_counter() - started})
         if step % log_every == 0 or step == max_steps:
             accelerator.log({f"train/{k}": v for k, v in record.items() if isinstance(v, float)}, step=step)
-        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
+        stop = out_of_time(accelerator, started, config.train.get("max_minutes"))
+        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not stop:
             save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 3))
-        if validation_every and step % validation_every == 0 and step < max_steps:
+        if validation_every and step % validation_every == 0 and step < max_steps and not stop:
             run_validation(accelerator, config, components, pipeline_config, student_model, ema, step)
+        if stop:
+            logger.info("time budget of %s minutes reached at step %d", config.train.max_minutes, step)
+            break
     bar.close()
 
     save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 3))

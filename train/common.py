@@ -475,6 +475,18 @@ def resume(accelerator, output_dir: str | os.PathLike, resume_from: str | None =
     return step
 
 
+def out_of_time(accelerator, started: float, max_minutes) -> bool:
+    """True on every process once any process has trained ``max_minutes`` (wall clock since
+    ``started``, a ``time.perf_counter()`` value) in this run; never when ``max_minutes`` is unset.
+    The loops then stop, save a checkpoint and the final model as at ``max_steps``."""
+    import time
+
+    if not max_minutes:
+        return False
+    over = (time.perf_counter() - started) / 60 > float(max_minutes)
+    return bool(accelerator.reduce(torch.tensor(float(over), device=accelerator.device), "max"))
+
+
 # -------------------------------------------------------------------------------------------- misc
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write JSON atomically (temporary file + rename)."""

@@ -44,14 +44,15 @@ import torch
 from ..asymk_core.sampling import ChunkConditions
 from ..asymk_core.training_losses import flow_matching_loss, sample_sigmas, touch_parameters
 from .common import (
-    EMA,
     Config,
+    EMA,
     add_common_args,
     append_jsonl,
     config_from_args,
     make_accelerator,
     make_lr_scheduler,
     make_optimizer,
+    out_of_time,
     progress_bar,
     resume,
     save_checkpoint,
@@ -96,6 +97,7 @@ DEFAULTS: dict = {
     },
     "train": {
         "max_steps": 10000,
+        "max_minutes": None,          # stop (checkpoint + final pipeline) after this many minutes
         "learning_rate": 2e-4,
         "weight_decay": 0.01,
         "adam_betas": [0.9, 0.999],
@@ -405,10 +407,14 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
             append_jsonl(metrics_path, {**record, "time": time.perf_counter() - started})
         if step % log_every == 0 or step == max_steps:
             accelerator.log({"train/loss": step_loss, "train/lr": record["lr"]}, step=step)
-        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
+        stop = out_of_time(accelerator, started, config.train.get("max_minutes"))
+        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not stop:
             save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 3))
-        if validation_every and step % validation_every == 0 and step < max_steps:
+        if validation_every and step % validation_every == 0 and step < max_steps and not stop:
             run_validation(accelerator, config, components, pipeline_config, model, ema, val_batches, step)
+        if stop:
+            logger.info("time budget of %s minutes reached at step %d", config.train.max_minutes, step)
+            break
     bar.close()
 
     save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 3))

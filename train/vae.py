@@ -38,14 +38,15 @@ from torch.utils.data import Dataset
 
 from ..asymk_core.vae import VAE_PRESETS, vae_from_preset
 from .common import (
-    EMA,
     Config,
+    EMA,
     add_common_args,
     append_jsonl,
     config_from_args,
     make_accelerator,
     make_lr_scheduler,
     make_optimizer,
+    out_of_time,
     progress_bar,
     resume,
     save_checkpoint,
@@ -302,13 +303,12 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
                                         "time": time.perf_counter() - started})
         if step % log_every == 0:
             accelerator.log({f"train/{k}": v for k, v in last.items()}, step=step)
-        out_of_time = bool(max_minutes) and (time.perf_counter() - started) / 60 > float(max_minutes)
-        out_of_time = bool(accelerator.reduce(torch.tensor(float(out_of_time), device=accelerator.device), "max"))
-        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not out_of_time:
+        stop = out_of_time(accelerator, started, max_minutes)
+        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not stop:
             save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 2))
         if validation_every and step % validation_every == 0 and step < max_steps:
             validate(step)
-        if out_of_time:
+        if stop:
             logger.info("time budget of %s minutes reached at step %d", max_minutes, step)
             break
     bar.close()
