@@ -64,6 +64,19 @@ def speech_module():
     return speech_like
 
 
+PACED_CLI = """
+import sys, time
+from asymk_talker.asymk_core.models.transformer import AsymKTransformer
+from asymk_talker.asymk_core.cli import main
+forward = AsymKTransformer.forward
+def paced_forward(self, *args, **kwargs):
+    time.sleep(0.05)
+    return forward(self, *args, **kwargs)
+AsymKTransformer.forward = paced_forward
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def assert_same_video(path: Path, reference) -> None:
     frames, fps, audio, rate = read_video(path)
     ref_frames, ref_fps, ref_audio, ref_rate = reference
@@ -135,12 +148,15 @@ def test_interrupted_render_resumes_to_identical_video(workspace, tmp_path, monk
 def test_sigkill_at_a_random_point_then_rerun_gives_identical_video(workspace, tmp_path):
     """A real kill: the render subprocess is SIGKILLed after its first checkpoint, then rerun."""
     output = tmp_path / "out.mp4"
-    command = [sys.executable, "-m", "asymk_talker.asymk_core.cli", *workspace["base"], "--output", str(output),
-               "--resume", "--checkpoint-every", "1"]
+    arguments = [*workspace["base"], "--output", str(output), "--resume", "--checkpoint-every", "1"]
+    command = [sys.executable, "-m", "asymk_talker.asymk_core.cli", *arguments]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     state_file = render_state.resume_folder(output) / "state.json"
     delay = random.Random(1234).uniform(0.0, 0.4)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # The killed run is paced (>= 50 ms per transformer call, 26 calls) so that on any machine the
+    # kill lands mid-render; the rerun below is the plain command.
+    process = subprocess.Popen([sys.executable, "-c", PACED_CLI, *arguments], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 300
         while not state_file.exists() and process.poll() is None and time.monotonic() < deadline:
