@@ -44,10 +44,13 @@ class AsymKReferenceEncode(io.ComfyNode):
             inputs=[
                 AsymKPipelineType.Input("pipeline"),
                 io.Image.Input("image", tooltip="The portrait (the first image of a batch is used)."),
-                io.Int.Input("width", default=64, min=16, max=2048, step=16,
-                             tooltip="Video width in pixels (a multiple of the model's VAE x patch size)."),
-                io.Int.Input("height", default=64, min=16, max=2048, step=16,
-                             tooltip="Video height in pixels."),
+                # step 8: the front end snaps INT widgets to multiples of their step, and the shipped
+                # model takes any multiple of 8 (a model that needs 16 says so when it runs)
+                io.Int.Input("width", default=64, min=16, max=2048, step=8,
+                             tooltip="Video width in pixels (a multiple of the model's VAE x patch size: "
+                                     "8 for the shipped model)."),
+                io.Int.Input("height", default=64, min=16, max=2048, step=8,
+                             tooltip="Video height in pixels (a multiple of the model's VAE x patch size)."),
                 io.Float.Input("face_zoom", default=1.0, min=1.0, max=4.0, step=0.05, round=0.01,
                                tooltip="Centre face crop: 1 = the whole (centre-cropped) image; 2 = the "
                                        "central half, for portraits where the face is small.", optional=True),

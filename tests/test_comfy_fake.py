@@ -2,8 +2,8 @@
 
 Signatures follow ComfyUI's own (``comfy_api.latest._io`` / ``_ui``, ``folder_paths``,
 ``comfy.utils.ProgressBar``, ``comfy.model_management``, ``comfy.model_patcher.ModelPatcher``;
-checked against ComfyUI at commit a125cd8, 2025-10). Only what the nodes call is here, written for
-this project. :func:`install` puts the modules into ``sys.modules``; the ``fake_comfy`` fixture in
+checked against ComfyUI 0.3.64 (commit a125cd8, 2025-10) and 0.8.0 (commit 3cd7b32, 2026-01)).
+Only what the nodes call is here, written for this project. :func:`install` puts the modules into ``sys.modules``; the ``fake_comfy`` fixture in
 ``test_comfy_nodes.py`` does that for each test and removes them afterwards.
 """
 
@@ -46,20 +46,21 @@ class Input:
     io_type: str = None
 
     def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
-                 extra_dict=None):
+                 extra_dict=None, raw_link: bool = None):
         self.id, self.display_name, self.optional, self.tooltip, self.lazy = id, display_name, optional, tooltip, lazy
         self.extra_dict = extra_dict or {}
+        self.raw_link = raw_link
 
     def as_dict(self):
         return _prune({"display_name": self.display_name, "optional": self.optional, "tooltip": self.tooltip,
-                       "lazy": self.lazy}) | _prune(self.extra_dict)
+                       "lazy": self.lazy, "rawLink": self.raw_link}) | _prune(self.extra_dict)
 
 
 class WidgetInput(Input):
     def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
                  default: Any = None, socketless: bool = None, widget_type: str = None, force_input: bool = None,
-                 extra_dict=None):
-        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
+                 extra_dict=None, raw_link: bool = None):
+        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict, raw_link)
         self.default, self.socketless, self.widget_type, self.force_input = default, socketless, widget_type, force_input
 
     def as_dict(self):
@@ -71,10 +72,11 @@ class Output:
     io_type: str = None
 
     def __init__(self, id: str = None, display_name: str = None, tooltip: str = None, is_output_list=False):
-        self.id, self.display_name, self.tooltip, self.is_output_list = id, display_name, tooltip, is_output_list
+        self.id, self.display_name, self.tooltip = id, display_name or id, tooltip
+        self.is_output_list = is_output_list
 
     def as_dict(self):
-        return _prune({"display_name": self.display_name, "tooltip": self.tooltip,
+        return _prune({"display_name": self.display_name or self.id, "tooltip": self.tooltip,
                        "is_output_list": self.is_output_list})
 
 
@@ -90,8 +92,9 @@ class _IntInput(WidgetInput):
     def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
                  default: int = None, min: int = None, max: int = None, step: int = None,
                  control_after_generate: bool = None, display_mode=None, socketless: bool = None,
-                 force_input: bool = None):
-        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input)
+                 force_input: bool = None, extra_dict=None, raw_link: bool = None):
+        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input, extra_dict,
+                         raw_link)
         self.min, self.max, self.step, self.control_after_generate = min, max, step, control_after_generate
 
     def as_dict(self):
@@ -104,8 +107,10 @@ class _FloatInput(WidgetInput):
 
     def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
                  default: float = None, min: float = None, max: float = None, step: float = None,
-                 round: float = None, display_mode=None, socketless: bool = None, force_input: bool = None):
-        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input)
+                 round: float = None, display_mode=None, socketless: bool = None, force_input: bool = None,
+                 extra_dict=None, raw_link: bool = None):
+        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input, extra_dict,
+                         raw_link)
         self.min, self.max, self.step, self.round = min, max, step, round
 
     def as_dict(self):
@@ -117,9 +122,14 @@ class _StringInput(WidgetInput):
 
     def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
                  multiline=False, placeholder: str = None, default: str = None, dynamic_prompts: bool = None,
-                 socketless: bool = None, force_input: bool = None):
-        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input)
-        self.multiline, self.placeholder = multiline, placeholder
+                 socketless: bool = None, force_input: bool = None, extra_dict=None, raw_link: bool = None):
+        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input, extra_dict,
+                         raw_link)
+        self.multiline, self.placeholder, self.dynamic_prompts = multiline, placeholder, dynamic_prompts
+
+    def as_dict(self):
+        return super().as_dict() | _prune({"multiline": self.multiline, "placeholder": self.placeholder,
+                                           "dynamicPrompts": self.dynamic_prompts})
 
 
 class _ComboInput(WidgetInput):
@@ -127,14 +137,18 @@ class _ComboInput(WidgetInput):
 
     def __init__(self, id: str, options=None, display_name: str = None, optional=False, tooltip: str = None,
                  lazy: bool = None, default=None, control_after_generate: bool = None, upload=None,
-                 image_folder=None, remote=None, socketless: bool = None):
+                 image_folder=None, remote=None, socketless: bool = None, extra_dict=None, raw_link: bool = None):
         if isinstance(options, type) and issubclass(options, Enum):
             options = [v.value for v in options]
-        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless)
+        if isinstance(default, Enum):
+            default = default.value
+        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, None, extra_dict,
+                         raw_link)
+        self.multiselect = False
         self.options, self.control_after_generate = options, control_after_generate
 
     def as_dict(self):
-        return super().as_dict() | _prune({"options": self.options,
+        return super().as_dict() | _prune({"multiselect": self.multiselect, "options": self.options,
                                            "control_after_generate": self.control_after_generate})
 
 
@@ -318,6 +332,8 @@ def _build_comfy():
                 self.total = total
             self.current = min(value, self.total)
             utils.updates.append((self.current, self.total))
+            # the hook ComfyUI's server installs raises on "Cancel" at every progress update
+            mm.throw_exception_if_processing_interrupted()
 
         def update(self, value):
             self.update_absolute(self.current + value)

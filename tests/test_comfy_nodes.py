@@ -138,6 +138,14 @@ def test_every_node_schema_is_valid(comfy):
     assert comfy.nodes["AsymKRenderVideo"].GET_SCHEMA().is_output_node
 
 
+def test_size_widgets_reach_every_size_the_shipped_model_takes(comfy):
+    # ComfyUI's front end snaps an INT widget to multiples of its step (offset by min % step), so a
+    # step of 16 would make valid sizes such as 40 or 72 impossible to enter
+    inputs = {i.id: i for i in comfy.nodes["AsymKReferenceEncode"].GET_SCHEMA().inputs}
+    for name in ("width", "height"):
+        assert inputs[name].step == 8 and inputs[name].min % 8 == 0 and inputs[name].default % 8 == 0, name
+
+
 def test_only_v3_entry_point_is_exported(comfy):
     import asymk_talker
 
@@ -242,8 +250,18 @@ def test_ui_workflow_is_consistent(comfy, name):
     assert any(n["type"] in ("SaveVideo", "AsymKRenderVideo") for n in workflow["nodes"])
 
 
+def test_every_template_json_is_a_ui_workflow():
+    # ComfyUI offers each *.json directly in a pack's workflows/ folder under Templates > Extensions and
+    # opens it as a UI graph: an API-format file there opens as an empty canvas with a validation alert
+    names = sorted(path.name for path in WORKFLOWS.glob("*.json"))
+    assert names == ["asymk_long_form.json", "asymk_talking_head.json"]
+    for name in names:
+        workflow = json.loads((WORKFLOWS / name).read_text())
+        assert "version" in workflow and isinstance(workflow["nodes"], list) and "links" in workflow, name
+
+
 def test_api_workflow_matches_ui_workflow(comfy):
-    api = json.loads((WORKFLOWS / "asymk_talking_head_api.json").read_text())
+    api = json.loads((WORKFLOWS / "api" / "asymk_talking_head_api.json").read_text())
     ui = json.loads((WORKFLOWS / "asymk_talking_head.json").read_text())
     schemas = {**CORE_NODES, **_our_schemas(comfy)}
     assert {int(k): v["class_type"] for k, v in api.items()} == {n["id"]: n["type"] for n in ui["nodes"]}
@@ -381,3 +399,17 @@ def test_package_import_never_imports_comfy():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_runs_from_a_clone_of_any_name_without_install(tmp_path):
+    # ComfyUI users install only requirements.txt, so there is no `asymk-talker` command: the docs
+    # tell them to run the folder itself, e.g. `python custom_nodes/ComfyUI-AsymK init ...`
+    import subprocess
+
+    clone = tmp_path / "ComfyUI-AsymK"
+    clone.symlink_to(ROOT, target_is_directory=True)
+    output = tmp_path / "models" / "asymk" / "tiny"
+    result = subprocess.run([sys.executable, str(clone), "init", "--preset", "tiny", "--output", str(output)],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (output / "model_index.json").is_file()
