@@ -30,7 +30,7 @@ from ..asymk_core.image import preprocess_image
 from ..asymk_core.kclg import ChunkPlan
 from ..asymk_core.models.transformer import AsymKTransformer
 from ..asymk_core.model_folder import load_pipeline_components, preset_components, resolve_model_folder
-from ..asymk_core.vae import temporal_factor
+from ..asymk_core.vae import temporal_factor, use_onednn_convolutions
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -106,6 +106,8 @@ class AsymKPipeline(DiffusionPipeline):
             feature_extractor=feature_extractor,
         )
         SamplingSettings(sampler=sampler)  # validates the name
+        if vae is not None:
+            use_onednn_convolutions(vae)  # 2x faster CPU renders; see asymk_core.vae
         self.register_to_config(
             sampler=sampler, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
             height=height, width=width, fps=fps, chunk_frames=chunk_frames, kernel_frames=kernel_frames,

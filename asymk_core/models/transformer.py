@@ -75,7 +75,8 @@ class AsymKConditionEmbedder(nn.Module):
         frequencies = self.timesteps_proj(timestep.flatten())
         weight_dtype = self.time_embedder.linear_1.weight.dtype
         temb = self.time_embedder(frequencies.to(weight_dtype))
-        modulation = self.time_proj(self.act_fn(temb))
+        # time_embedder stays fp32 in half-precision models (_keep_in_fp32_modules); time_proj does not.
+        modulation = self.time_proj(self.act_fn(temb).to(self.time_proj.weight.dtype))
         return temb.view(batch, frames, -1), modulation.view(batch, frames, 6, -1)
 
 

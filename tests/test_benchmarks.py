@@ -1,0 +1,152 @@
+"""Benchmark scripts and helpers on the tiny preset: result structure and invariants, never speed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from asymk_talker.asymk_core.benchmark import (
+    STAGES, STUDENT, current_rss_mb, peak_rss_mb, preset_of, record_entry, render, teacher_settings,
+    transformer_calls_per_chunk, write_speech_wav,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+PORTRAIT = str(REPO / "assets" / "examples" / "portrait.png")
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    from asymk_talker import AsymKPipeline
+
+    pipe = AsymKPipeline.from_preset("tiny", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_speech_wav_has_the_requested_length(tmp_path):
+    import soundfile as sf
+
+    path = write_speech_wav(tmp_path / "a.wav", 1.3, piece_seconds=0.5)
+    info = sf.info(str(path))
+    assert info.samplerate == 16000 and info.channels == 1 and info.frames == round(1.3 * 16000)
+
+
+def test_render_counts_every_frame_and_stage(tmp_path, tiny_pipe):
+    from asymk_talker.asymk_core.video_io import probe_video
+
+    wav = write_speech_wav(tmp_path / "a.wav", 1.0)
+    result = render(tiny_pipe, PORTRAIT, wav, tmp_path / "out.mp4", **STUDENT)
+    assert result["frames"] == round(1.0 * 25) == probe_video(tmp_path / "out.mp4")["num_frames"]
+    assert set(result["stages"]) == {*STAGES, "other"} and min(result["stages"].values()) >= 0
+    assert sum(result["stages"].values()) == pytest.approx(result["seconds"], rel=1e-6)
+    assert result["stages"]["video encoding"] > 0 and result["stages"]["transformer"] > 0
+    assert result["transformer_calls"] == result["chunks"] * 4
+    assert 0 < result["first_frame_s"] <= result["seconds"]
+    assert result["fps"] == pytest.approx(result["frames"] / result["seconds"])
+
+    first = render(tiny_pipe, PORTRAIT, wav, None, max_chunks=1, **STUDENT)
+    assert first["chunks"] == 1 and first["transformer_calls"] == 4 and first["stages"]["video encoding"] == 0.0
+
+
+def test_settings_follow_the_model(tiny_pipe):
+    assert preset_of(tiny_pipe) == "tiny"
+    assert teacher_settings(tiny_pipe) == dict(sampler="teacher", num_inference_steps=4, guidance_scale=1.0)
+    assert teacher_settings(tiny_pipe, steps=7, guidance=2.5)["num_inference_steps"] == 7
+    assert transformer_calls_per_chunk(dict(sampler="teacher", num_inference_steps=20, guidance_scale=3.0)) == 40
+    assert transformer_calls_per_chunk(STUDENT) == 4
+
+
+def test_record_entry_keeps_older_entries(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    record_entry(path, "speed", "Speed", "### first\n\nold numbers\n")
+    record_entry(path, "memory", "Memory", "### memory run\n")
+    record_entry(path, "speed", "Speed", "### second\n\nnew numbers\n")
+    text = path.read_text()
+    assert text.count("## Speed") == 1 and text.count("## Memory") == 1
+    assert text.index("### second") < text.index("### first") < text.index("## Memory")
+    assert "old numbers" in text and "new numbers" in text
+
+
+def test_peak_rss_is_this_process_high_water_mark():
+    assert peak_rss_mb() >= current_rss_mb() > 0
+
+
+def test_speed_script_end_to_end(tmp_path):
+    speed = load_script("speed")
+    threads = torch.get_num_threads()
+    try:
+        result = speed.main(["--preset", "tiny", "--seconds", "1", "--ttff-seconds", "1", "3", "--repeats", "1",
+                             "--teacher-guidance", "3", "--threads", "1", "--out", str(tmp_path),
+                             "--record", str(tmp_path / "B.md")])
+    finally:
+        torch.set_num_threads(threads)
+    assert [run["role"] for run in result["runs"]] == ["student", "teacher"]
+    for run in result["runs"]:
+        assert run["frames"] == 25 and run["fps"] > 0
+        assert run["transformer_calls"] == run["chunks"] * run["transformer_calls_per_chunk"]
+    assert result["runs"][1]["transformer_calls_per_chunk"] == 4 * 2  # tiny teacher: 4 steps, guided
+    assert result["summary"]["speedup"] > 0 and result["summary"]["calls_ratio"] == 2
+    assert [x["audio_seconds"] for x in result["first_frame"]] == [1.0, 3.0]
+    assert result["profile"]["top"] and all(0 <= row["percent"] <= 100 for row in result["profile"]["top"])
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["summary"] == result["summary"]
+    assert "### " in (tmp_path / "B.md").read_text() and "| student |" in (tmp_path / "B.md").read_text()
+
+
+def test_memory_script_end_to_end(tmp_path):
+    memory = load_script("memory")
+    result = memory.main(["--seconds", "1", "--threads", "1", "--out", str(tmp_path), "--no-record"])
+    assert sorted((r["mode"], r["audio_seconds"]) for r in result["runs"]) == [("cli", 1.0), ("stream", 1.0)]
+    for run in result["runs"]:
+        assert run["frames"] == run["expected_frames"] == round(run["audio_seconds"] * 25)
+        assert run["peak_rss_mib"] > 50 and run["wall_s"] > run["render_s"] > 0
+    assert all(0 < r["rss_after_load_mib"] <= r["peak_rss_mib"] for r in result["runs"] if r["mode"] == "stream")
+    for mode in ("cli", "stream"):
+        summary = result["summary"][mode]
+        assert summary["frames_exact"] and summary["peak_rss_growth"] == 0.0
+    assert memory.linear_fit([10, 20, 40], [1.5, 2.5, 4.5]) == dict(intercept=0.5, slope=0.1, r2=1.0,
+                                                                     max_relative_residual=0.0)
+    assert "| cli | 1 |" in memory.report(result) and (tmp_path / "memory.json").is_file()
+
+
+def test_onednn_causal_convolution_matches_the_reference_kernel():
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    from asymk_talker.asymk_core.vae import OneDNNCausalConv3d, use_onednn_convolutions, vae_from_preset
+
+    torch.manual_seed(0)
+    conv = WanCausalConv3d(8, 6, 3, padding=1)
+    x, cache = torch.randn(1, 8, 1, 10, 12), torch.randn(1, 8, 2, 10, 12)
+    with torch.no_grad():
+        reference = conv(x, cache)
+        conv.__class__ = OneDNNCausalConv3d
+        fast = conv(x, cache)
+    assert torch.allclose(fast, reference, atol=1e-5)
+    with torch.enable_grad():  # anything that needs gradients keeps the stock kernel
+        assert torch.equal(conv(x, cache), reference)
+    vae = use_onednn_convolutions(vae_from_preset("tiny"))
+    kinds = {type(m) for m in vae.modules() if isinstance(m, WanCausalConv3d)}
+    assert kinds == ({OneDNNCausalConv3d} if torch.backends.mkldnn.is_available() else {WanCausalConv3d})
+
+
+def test_bf16_pipeline_renders(tmp_path):
+    """The GPU row runs in bf16; half-precision loading keeps fp32 modules that must still fit together."""
+    from asymk_talker import AsymKPipeline
+
+    AsymKPipeline.from_preset("tiny", seed=0).save_pretrained(tmp_path / "tiny")
+    pipe = AsymKPipeline.from_pretrained(tmp_path / "tiny", torch_dtype=torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    wav = write_speech_wav(tmp_path / "a.wav", 0.5)
+    result = render(pipe, PORTRAIT, wav, None, stages=False, **STUDENT)
+    assert result["frames"] == round(0.5 * 25)
