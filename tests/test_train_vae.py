@@ -38,7 +38,7 @@ def test_loss_terms_and_overfit_fixed_batch():
     losses = []
     for _ in range(25):
         parts = vae_train.vae_loss(model, video, config.loss, torch.Generator().manual_seed(0))
-        assert set(parts) == {"loss", "l1", "mse", "edge", "kl"}
+        assert set(parts) == {"loss", "l1", "mse", "edge", "motion", "kl"}
         optimizer.zero_grad()
         parts["loss"].backward()
         optimizer.step()
@@ -47,6 +47,22 @@ def test_loss_terms_and_overfit_fixed_batch():
     # (the Wan VAE first fits the mean image, then breaks out of that plateau after ~100 steps;
     # a fixed batch must at least get well below its starting loss)
     assert np.mean(losses[-3:]) < 0.75 * np.mean(losses[:3]), losses
+
+
+def test_motion_loss_counts_errors_only_where_the_clip_moves():
+    target = torch.zeros(1, 3, 5, 8, 8)
+    target[:, :, ::2, 2:4, 2:4] = 1.0  # a blinking square; everything else is static
+    moving = torch.zeros(8, 8, dtype=torch.bool)
+    moving[2:4, 2:4] = True
+    assert vae_train.motion_loss(target, target) == 0
+    static_error = target.clone()
+    static_error[..., ~moving] += 0.5
+    assert vae_train.motion_loss(static_error, target) == 0
+    moving_error = target.clone()
+    moving_error[..., moving] += 0.5
+    assert torch.isclose(vae_train.motion_loss(moving_error, target), torch.tensor(0.5))
+    still = torch.rand(1, 3, 1, 8, 8).expand(1, 3, 5, 8, 8)
+    assert vae_train.motion_loss(still + 1.0, still) < 1e-4  # no motion, (almost) no weight
 
 
 def test_train_saves_normalised_vae_and_resumes(tmp_path):
