@@ -1,0 +1,63 @@
+"""train/ship.py: scoring, model card, size guard, all-or-nothing install."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asymk_talker.asymk_core.cli import main as cli
+from asymk_talker.asymk_core.errors import InputError
+from asymk_talker.train import ship
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ship") / "student"
+    assert cli(["init", "--preset", "tiny", "--output", str(folder)]) == 0
+    return folder
+
+
+def test_ship_installs_the_folder_with_a_model_card(student, tmp_path):
+    out = tmp_path / "models" / "asymk-synthetic"
+    out.mkdir(parents=True)
+    (out / "old.txt").write_text("previous version")
+    result = ship.ship(student, out, seconds=1.0, identities=1)
+    assert not (out / "old.txt").exists() and (out / "model_index.json").is_file()
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    assert list(rows) == ["student", "untrained", "ground truth"] == list(result["rows"])
+    assert rows["ground truth"]["sync_pearson"] > 0.9  # the reference row really is the corpus
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: diffusers")
+    assert f"{rows['student']['psnr']:.1f}" in card and "synthetic avatar domain only" in card
+    assert [p.name for p in out.parent.iterdir()] == ["asymk-synthetic"]  # no staging leftovers
+    from asymk_talker import AsymKPipeline
+
+    frames = AsymKPipeline.from_pretrained(out)(image=_portrait(), audio=_speech(), sample_rate=16000,
+                                                output_type="np").frames
+    assert frames.shape == (25, 32, 32, 3)
+
+
+def test_ship_refuses_bad_folders_and_keeps_the_previous_install(student, tmp_path):
+    out = tmp_path / "installed"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous version")
+    with pytest.raises(InputError, match="--student.*no model_index.json"):
+        ship.ship(tmp_path, out, seconds=1.0, identities=1)
+    with pytest.raises(InputError, match="--max-mb"):
+        ship.ship(student, out, seconds=1.0, identities=1, max_mb=0.001)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "installed"] == []
+    assert (out / "keep.txt").read_text() == "previous version"
+
+
+def _portrait():
+    import numpy as np
+
+    return (np.random.default_rng(0).random((64, 64, 3)) * 255).astype("uint8")
+
+
+def _speech():
+    import numpy as np
+
+    t = np.arange(16000) / 16000
+    return (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype("float32")

@@ -1,0 +1,187 @@
+"""Publish a trained student pipeline as a model folder with a model card.
+
+    python -m asymk_talker.train.ship --student runs/akd-synthetic/pipeline \\
+        --teacher runs/teacher-synthetic/pipeline --out models/asymk-synthetic
+
+Scores the student, the teacher (optional) and the same pipeline with an untrained transformer on
+held-out synthetic clips (``asymk_core.eval``), writes ``README.md`` (the model card: what it was
+trained on, the numbers, its limits) into a copy of the student folder, refuses folders over
+``--max-mb``, and installs the copy at ``--out`` only when everything succeeded (a failure leaves
+the previous ``--out`` untouched). ``--out models/asymk-synthetic`` is the default model that
+``AsymKPipeline.from_pretrained()``, ``asymk-talker generate``/``demo`` and the ComfyUI loader use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+METRICS = (  # summary key, column title, format
+    ("sync_pearson", "sync r (mouth vs speech, higher is better)", "{:.3f}"),
+    ("sync_offset", "sync offset (frames)", "{:.2f}"),
+    ("identity_distance", "identity distance (lower is better)", "{:.3f}"),
+    ("identity_slope_per_minute", "identity drift per minute", "{:+.4f}"),
+    ("boundary_ratio", "chunk-boundary jump ratio (1 = seamless)", "{:.2f}"),
+    ("psnr", "PSNR vs ground truth (dB)", "{:.1f}"),
+    ("generation_fps", "generation FPS (this machine)", "{:.1f}"),
+)
+
+
+def folder_megabytes(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+
+
+def untrained_like(student: Path):
+    """The student's pipeline (same VAE, audio front end, settings) with a freshly initialised transformer."""
+    import torch
+
+    from ..asymk_core.models.transformer import AsymKTransformer
+    from ..pipelines.pipeline_asymk import AsymKPipeline
+
+    pipe = AsymKPipeline.from_pretrained(str(student))
+    torch.manual_seed(0)
+    pipe.register_modules(transformer=AsymKTransformer.from_config(pipe.transformer.config))
+    return pipe
+
+
+def score(model, *, seconds: float, identities: int, steps: int | None = None) -> dict:
+    """Held-out summary (``asymk_core.eval.metrics.summarize``) plus mean generation FPS."""
+    from ..asymk_core.eval.evaluate import evaluate_model
+    from ..asymk_core.eval.probe import load_probe
+
+    result = evaluate_model(model, split="heldout", seconds=seconds, identities=identities,
+                            probe=load_probe(None), num_inference_steps=steps, progress=False)
+    summary = dict(result["summary"])
+    speeds = [clip["generation_fps"] for clip in result["clips"]]
+    summary["generation_fps"] = sum(speeds) / len(speeds)
+    return summary
+
+
+def metrics_table(rows: dict[str, dict]) -> str:
+    names = list(rows)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, title, fmt in METRICS:
+        cells = [fmt.format(rows[name][key]) if rows[name].get(key) is not None else "-" for name in names]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def model_card(student_config: dict, rows: dict[str, dict], *, seconds: float, identities: int,
+               provenance: str) -> str:
+    steps = student_config.get("num_inference_steps")
+    size = f"{student_config.get('width')}x{student_config.get('height')}"
+    return f"""---
+library_name: diffusers
+license: apache-2.0
+pipeline_tag: image-to-video
+tags: [talking-head, audio-to-video, asymk-talker, synthetic-data]
+---
+
+# AsymK-Talker synthetic default model
+
+The distilled (AKD) student of AsymK-Talker for the synthetic talking-avatar domain: one portrait
+of a procedurally rendered avatar and a speech track in, a lip-synced {size} video at
+{student_config.get('fps')} fps out, {steps} denoising steps per chunk
+(sampler `{student_config.get('sampler')}`).
+
+```python
+from asymk_talker import AsymKPipeline
+pipe = AsymKPipeline.from_pretrained()        # this folder is the default model
+video = pipe(image="portrait.png", audio="speech.wav").frames
+```
+
+## Training data
+
+Only the project's own synthetic corpus (`asymk-talker synth`): SDF-rendered cartoon avatars with
+formant-synthesised speech and the matching mouth articulation, head motion and blinks. Training
+identities only; the numbers below are on held-out identities and utterances. No real person's
+image or voice was used.
+
+## How it was made
+
+{provenance}
+
+## Held-out metrics
+
+`asymk-talker eval --split heldout`, {identities} clips of {seconds:g} s each (sync from the
+shipped mouth probe, identity from the shipped identity embedding; see `docs/training.md`).
+"untrained" is this pipeline with a freshly initialised transformer.
+
+{metrics_table(rows)}
+
+## Limits
+
+* It animates the synthetic avatar domain only. Real photographs are outside its training data:
+  expect garbage, not a talking person. Real-data training starts from Wan2.1 (`docs/real_data.md`).
+* {size} frames: the resolution of the corpus it was trained on.
+* Speech-like audio drives the mouth; music or noise gives arbitrary motion.
+"""
+
+
+def install(staged: Path, out: Path) -> None:
+    """Replace ``out`` by ``staged`` (same filesystem); the old folder is removed only afterwards."""
+    backup = None
+    if out.exists():
+        backup = out.with_name(out.name + ".previous")
+        shutil.rmtree(backup, ignore_errors=True)
+        out.rename(backup)
+    staged.rename(out)
+    if backup is not None:
+        shutil.rmtree(backup)
+
+
+def ship(student: Path, out: Path, *, teacher: Path | None = None, seconds: float = 10.0, identities: int = 4,
+         max_mb: float = 30.0, provenance: str = "") -> dict:
+    """Score, write the card, check the size, install; returns ``{"rows", "megabytes", "out"}``."""
+    from ..asymk_core.errors import input_error
+
+    if not (student / "model_index.json").is_file():
+        raise input_error("--student", f"{student} is not a pipeline folder (no model_index.json)",
+                          "pass the 'pipeline' folder a training run saved")
+    megabytes = folder_megabytes(student)
+    if megabytes > max_mb:
+        raise input_error("--student", f"{student} holds {megabytes:.1f} MB, more than --max-mb {max_mb:g}",
+                          "ship a smaller preset, or raise --max-mb")
+    rows = {"student": score(student, seconds=seconds, identities=identities)}
+    if teacher is not None:
+        rows["teacher"] = score(teacher, seconds=seconds, identities=identities)
+    rows["untrained"] = score(untrained_like(student), seconds=seconds, identities=identities)
+    rows["ground truth"] = score("ground-truth", seconds=seconds, identities=identities)
+    config = json.loads((student / "model_index.json").read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copytree(student, staged, dirs_exist_ok=True)
+        (staged / "README.md").write_text(model_card(config, rows, seconds=seconds, identities=identities,
+                                                     provenance=provenance or "See `docs/training.md`."))
+        (staged / "metrics.json").write_text(json.dumps({"seconds": seconds, "identities": identities,
+                                                         "rows": rows}, indent=2) + "\n")
+        install(staged, out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return {"rows": rows, "megabytes": megabytes, "out": str(out)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--student", required=True, type=Path, help="the AKD run's pipeline folder")
+    parser.add_argument("--out", required=True, type=Path, help="where to install it (e.g. models/asymk-synthetic)")
+    parser.add_argument("--teacher", type=Path, default=None, help="the teacher's pipeline folder (scored too)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each held-out clip")
+    parser.add_argument("--identities", type=int, default=4, help="held-out clips (one identity each)")
+    parser.add_argument("--max-mb", type=float, default=30.0, help="refuse folders larger than this")
+    parser.add_argument("--provenance", default="", help="markdown for the card's 'How it was made' section")
+    args = parser.parse_args(argv)
+    result = ship(args.student, args.out, teacher=args.teacher, seconds=args.seconds, identities=args.identities,
+                  max_mb=args.max_mb, provenance=args.provenance)
+    print(metrics_table(result["rows"]))
+    print(f"installed {result['out']} ({result['megabytes']:.1f} MB)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
