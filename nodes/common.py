@@ -75,15 +75,16 @@ def default_model_dir() -> Path:
 
 
 def list_models() -> list[str]:
-    """Model names for the loader's dropdown: folders under every ``asymk`` path, then the shipped default."""
+    """Model names for the loader's dropdown: the shipped default first (the widget's default
+    value) when it is installed, then the folders under every ``asymk`` path."""
     names: list[str] = []
+    default = default_model_dir()
+    if (default / "model_index.json").is_file():
+        names.append(default.name)
     for root in model_roots():
         for name in _pipeline_folders(root):
             if name not in names:
                 names.append(name)
-    default = default_model_dir()
-    if (default / "model_index.json").is_file() and default.name not in names:
-        names.append(default.name)
     return names or [NO_MODEL]
 
 

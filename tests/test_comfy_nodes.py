@@ -170,6 +170,18 @@ def test_asymk_model_folder_lists_pipeline_folders(comfy, models_dir, tmp_path):
     assert not any(o.startswith("tiny/") for o in options)  # component folders are not models
 
 
+def test_shipped_default_model_is_the_loader_default(comfy, models_dir, tiny_model_dir, monkeypatch):
+    from asymk_talker.asymk_core import model_folder
+
+    monkeypatch.setattr(model_folder, "DEFAULT_MODEL_DIR", tiny_model_dir.parent / "asymk-synthetic")
+    common = importlib.import_module("asymk_talker.nodes.common")
+    assert common.list_models() == ["tiny"]  # not installed: not listed
+    (tiny_model_dir.parent / "asymk-synthetic").symlink_to(tiny_model_dir, target_is_directory=True)
+    model_input = comfy.nodes["AsymKLoadModel"].GET_SCHEMA().inputs[0]
+    assert model_input.options == ["asymk-synthetic", "tiny"] and model_input.default == "asymk-synthetic"
+    assert common.resolve_model("asymk-synthetic") == tiny_model_dir.parent / "asymk-synthetic"
+
+
 def test_no_model_gives_clear_error(comfy):
     from asymk_talker.asymk_core.errors import InputError
 
