@@ -65,6 +65,28 @@ def test_motion_loss_counts_errors_only_where_the_clip_moves():
     assert vae_train.motion_loss(still + 1.0, still) < 1e-4  # no motion, (almost) no weight
 
 
+def test_reconstruction_psnr_reports_the_frames_after_the_training_length():
+    class Halves(torch.nn.Module):
+        """Stands in for a VAE: perfect on the first 5 frames, off by 0.2 after."""
+
+        device = torch.device("cpu")
+
+        def encode(self, x):
+            return type("E", (), {"latent_dist": type("D", (), {"mode": lambda _: x})()})()
+
+        def decode(self, z):
+            y = z.clone()
+            y[:, :, 5:] += 0.2
+            return type("O", (), {"sample": y})()
+
+    video = torch.zeros(3, 9, 4, 4)
+    measured, first = vae_train.reconstruction_psnr(Halves(), [video], tail_from=5)
+    assert measured["psnr_tail"] == pytest.approx(10 * math.log10(1 / 0.1 ** 2), rel=1e-4)  # error 0.1 on [0, 1]
+    assert measured["psnr"] == pytest.approx(10 * math.log10(1 / (0.1 ** 2 * 4 / 9)), rel=1e-4)
+    assert first.shape == video.shape
+    assert set(vae_train.reconstruction_psnr(Halves(), [video])[0]) == {"psnr"}
+
+
 def test_train_saves_normalised_vae_and_resumes(tmp_path):
     from diffusers import AutoencoderKLWan
 
@@ -86,6 +108,8 @@ def test_train_saves_normalised_vae_and_resumes(tmp_path):
     assert per_channel.mean(1).abs().max() < 1e-3
     assert (per_channel.std(1) - 1).abs().max() < 0.05
     assert (out / "validation" / "step-0000006.png").is_file()
+    record = json.loads((out / "logs" / "validation.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 6 and {"val/psnr", "val/psnr_tail", "val/psnr_ema", "val/psnr_tail_ema"} <= set(record)
 
     # resume continues from the last checkpoint with identical losses
     metrics = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]

@@ -71,7 +71,9 @@ DEFAULTS: dict = {
     "ema": {"decay": 0.999, "warmup": True},
     "checkpoint": {"every": 200, "keep": 2},
     "logging": {"report_to": "tensorboard", "log_every": 10},
-    "validation": {"every": 200, "clips": 4},
+    # num_frames: validation clips are longer than the training clips on purpose: a causal VAE
+    # trained on short clips can fall apart after the trained length (val/psnr_tail shows it)
+    "validation": {"every": 200, "clips": 4, "num_frames": 97},
     "stats": {"clips": 32, "num_frames": 17},
 }
 
@@ -96,6 +98,9 @@ class SyntheticVideoDataset(Dataset):
         sample = random_sample(rng, (self.num_frames + 0.5) / self.fps, split=self.split,
                                num_identities=self.num_identities, size=self.size, fps=self.fps)
         return video_tensor(sample.frames[: self.num_frames])[0]
+
+
+LOSS_TERMS = ("loss", "l1", "mse", "edge", "motion", "kl")
 
 
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -170,22 +175,37 @@ def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Gener
     return parts
 
 
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of videos in [-1, 1] (measured on [0, 1])."""
+    return float(10 * torch.log10(1.0 / ((x - y) / 2).pow(2).mean().clamp_min(1e-10)))
+
+
 @torch.no_grad()
-def reconstruction_psnr(vae, videos: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
-    """Mean PSNR (dB, on [0, 1]) of posterior-mode reconstructions, and the first reconstruction."""
-    psnrs, first = [], None
+def reconstruction_psnr(vae, videos: list[torch.Tensor], tail_from: int | None = None) -> tuple[dict, torch.Tensor]:
+    """Mean PSNR (dB, on [0, 1]) of posterior-mode reconstructions of ``[3, F, H, W]`` videos:
+    ``{"psnr"}`` over all frames, plus ``{"psnr_tail"}`` over frames ``tail_from:`` when given;
+    and the first reconstruction."""
+    totals, tails, first = [], [], None
     for video in videos:
         x = video[None].to(vae.device)
         y = vae.decode(vae.encode(x).latent_dist.mode()).sample
-        mse = ((y - x) / 2).pow(2).mean().clamp_min(1e-10)
-        psnrs.append(float(10 * torch.log10(1.0 / mse)))
+        totals.append(psnr(y, x))
+        if tail_from is not None and tail_from < x.shape[2]:
+            tails.append(psnr(y[:, :, tail_from:], x[:, :, tail_from:]))
         first = y[0] if first is None else first
-    return float(np.mean(psnrs)), first
+    result = {"psnr": float(np.mean(totals))}
+    if tails:
+        result["psnr_tail"] = float(np.mean(tails))
+    return result, first
 
 
-def save_preview(path: Path, video: torch.Tensor, reconstruction: torch.Tensor) -> None:
-    """PNG: original frames (top row) over reconstructions (bottom row)."""
+def save_preview(path: Path, video: torch.Tensor, reconstruction: torch.Tensor, max_frames: int = 17) -> None:
+    """PNG: original frames (top row) over reconstructions (bottom row), at most ``max_frames``
+    evenly spaced frames of ``[3, F, H, W]`` videos."""
     from PIL import Image
+
+    keep = torch.linspace(0, video.shape[1] - 1, min(max_frames, video.shape[1])).round().long().unique()
+    video, reconstruction = video[:, keep], reconstruction[:, keep.to(reconstruction.device)]
 
     def row(v):
         frames = ((v.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
@@ -238,7 +258,8 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
     data = config.data
     dataset = SyntheticVideoDataset(int(data.num_frames), int(data.size), float(data.fps), "train", int(config.seed),
                                     data.get("num_identities"), int(data.get("epoch_size", 10000)))
-    val_dataset = SyntheticVideoDataset(int(config.stats.num_frames), int(data.size), float(data.fps), "heldout",
+    val_frames = int(config.validation.get("num_frames") or config.stats.num_frames)
+    val_dataset = SyntheticVideoDataset(val_frames, int(data.size), float(data.fps), "heldout",
                                         int(config.seed) + 1)
     val_videos = [val_dataset[i] for i in range(int(config.validation.get("clips", 4)))]
 
@@ -274,11 +295,13 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
         scalars = {}
         if accelerator.is_main_process:
             unwrapped.eval()
-            psnr, reconstruction = reconstruction_psnr(unwrapped, val_videos)
-            scalars["val/psnr"] = psnr
+            tail_from = int(data.num_frames)  # frames beyond the training clip length
+            measured, reconstruction = reconstruction_psnr(unwrapped, val_videos, tail_from)
+            scalars.update({f"val/{k}": v for k, v in measured.items()})
             if ema is not None:
                 with ema.averaged(unwrapped):
-                    scalars["val/psnr_ema"], reconstruction = reconstruction_psnr(unwrapped, val_videos)
+                    measured, reconstruction = reconstruction_psnr(unwrapped, val_videos, tail_from)
+                scalars.update({f"val/{k}_ema": v for k, v in measured.items()})
             save_preview(output_dir / "validation" / f"step-{at_step:07d}.png", val_videos[0], reconstruction)
             unwrapped.train()
             accelerator.log(scalars, step=at_step)
@@ -301,7 +324,7 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
             lr_scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         micro_step += 1
-        pending.append(torch.stack([parts[k].detach().float() for k in ("loss", "l1", "mse", "edge", "kl")]))
+        pending.append(torch.stack([parts[k].detach().float() for k in LOSS_TERMS]))
         if not accelerator.sync_gradients:
             continue
         step += 1
@@ -309,7 +332,7 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
             ema.step(unwrapped)
         values = accelerator.reduce(torch.stack(pending).mean(0), "mean").tolist()
         pending = []
-        last = dict(zip(("loss", "l1", "mse", "edge", "kl"), values))
+        last = dict(zip(LOSS_TERMS, values))
         bar.update(1)
         bar.set_postfix(loss=f"{last['loss']:.4f}")
         if accelerator.is_main_process:
