@@ -1,0 +1,62 @@
+"""The committed synthetic-domain VAE (``assets/vae-synthetic``), the first stage of the default
+model's recipe: the folder is complete and normalised, and it reconstructs held-out clips well
+enough, and long enough, for lip sync."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import asymk_talker
+
+VAE_DIR = Path(asymk_talker.__file__).resolve().parent / "assets" / "vae-synthetic"
+
+
+@pytest.fixture(scope="module")
+def vae():
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan.from_pretrained(str(VAE_DIR)).eval()
+
+
+def test_folder_is_small_complete_and_normalised(vae):
+    weights = VAE_DIR / "diffusion_pytorch_model.safetensors"
+    assert weights.stat().st_size < 10 * 2**20
+    z_dim = vae.config.z_dim
+    assert z_dim == 8
+    assert len(vae.config.latents_mean) == z_dim and len(vae.config.latents_std) == z_dim
+    assert all(0.01 < s < 100 for s in vae.config.latents_std)
+    report = json.loads((VAE_DIR / "evaluation.json").read_text())
+    assert set(report["mean"]) >= {"sync_pearson", "psnr", "psnr_steady", "identity_distance"}
+    assert (VAE_DIR / "README.md").read_text().count(f"{report['mean']['psnr_steady']:.1f}") >= 1
+
+
+def test_normalised_latents_are_unit_scale(vae):
+    from asymk_talker.asymk_core.synthetic.corpus import random_sample
+    from asymk_talker.asymk_core.vae import encode_video
+    from asymk_talker.train.data import video_tensor
+    import numpy as np
+
+    sample = random_sample(np.random.default_rng(3), 2.0, split="heldout", size=64, fps=25.0)
+    with torch.no_grad():
+        latents = encode_video(vae, video_tensor(sample.frames[:49]))
+    assert latents.shape == (1, 8, 13, 16, 16)
+    per_channel = latents.transpose(0, 1).flatten(1)
+    assert per_channel.mean(dim=1).abs().max() < 1.0
+    assert 0.3 < float(per_channel.std(dim=1).mean()) < 3.0
+
+
+def test_reconstructs_held_out_clips_past_the_training_length(vae):
+    """Streamed decode of a 3 s held-out clip: the frames after 2 s (past every training clip)
+    hold up and the reconstructed mouth still follows the audio. This VAE measured 21.9 dB,
+    r 0.78, identity 0.14 here; the same recipe stopped before the 49-frame stage (step 2000)
+    measured 13.9 dB, r 0.59, identity 0.40 and fails every bound."""
+    from asymk_talker.train.vae_eval import evaluate_vae
+
+    mean = evaluate_vae(vae, clips=1, seconds=3.0, seed=1)["mean"]
+    assert mean["psnr_steady"] > 19.0
+    assert mean["sync_pearson"] > 0.6
+    assert mean["identity_distance"] < 0.3
