@@ -5,14 +5,13 @@ same shape does not."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-import asymk_talker
+from asymk_talker.asymk_core.model_folder import PACKAGE_ROOT
 
-TEACHER_DIR = Path(asymk_talker.__file__).resolve().parent / "assets" / "teacher-synthetic"
+TEACHER_DIR = PACKAGE_ROOT / "assets" / "teacher-synthetic"
 
 
 @pytest.fixture(scope="module")

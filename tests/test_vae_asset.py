@@ -5,14 +5,14 @@ enough, and long enough, for lip sync."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-import asymk_talker
+from asymk_talker.asymk_core.model_folder import PACKAGE_ROOT
 
-VAE_DIR = Path(asymk_talker.__file__).resolve().parent / "assets" / "vae-synthetic"
+VAE_DIR = PACKAGE_ROOT / "assets" / "vae-synthetic"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,6 @@ def test_normalised_latents_are_unit_scale(vae):
     from asymk_talker.asymk_core.synthetic.corpus import random_sample
     from asymk_talker.asymk_core.vae import encode_video
     from asymk_talker.train.data import video_tensor
-    import numpy as np
 
     sample = random_sample(np.random.default_rng(3), 2.0, split="heldout", size=64, fps=25.0)
     with torch.no_grad():
