@@ -1,19 +1,21 @@
 """Long-horizon drift benchmark: teacher vs AKD students (per kernel mode) on 1-, 3- and 10-minute videos.
 
-For every model, length and held-out clip (unseen identity and utterance of the synthetic corpus),
-the video is generated with ``pipe.stream`` and scored chunk by chunk, so memory stays flat
-whatever the length: only per-frame probe outputs (mouth opening, a 32-d identity embedding) and
-running sums for the boundary metric are kept; frames are dropped as soon as they are scored.
-Ground truth comes from :func:`asymk_core.synthetic.corpus.make_sample` without rendering (audio
-and exact tracks only).
+For every model and held-out clip (unseen identity and utterance of the synthetic corpus), one
+video of the longest length is generated with ``pipe.stream`` and scored chunk by chunk, so memory
+stays flat whatever the length: only small per-frame numbers are kept (probe mouth opening, a 32-d
+identity embedding, the difference to the previous frame); frames are dropped once scored. The
+shorter lengths are the same video's first minutes: generation is causal (a chunk sees only the
+past), so they are what a shorter render of that audio shows, at a fraction of the cost. Ground
+truth comes from :func:`asymk_core.synthetic.corpus.make_sample` without rendering (audio and exact
+tracks only).
 
 Reported per model and length (means over clips): generation FPS (transformer + VAE decode, scoring
-excluded), sync (Pearson r of probe vs true mouth opening, and the best audio-visual offset),
-identity distance to the portrait (1 - cos) in the first and the last minute and its slope per
-minute, and the chunk-boundary jump ratio (1 = seamless). Writes ``drift.md`` (table),
-``drift.json`` and ``drift.png`` (identity distance and sync per minute) to ``--out``.
+excluded; the whole video's), sync (Pearson r of probe vs true mouth opening, and the best
+audio-visual offset), identity distance to the portrait (1 - cos) in the first and the last minute
+and its slope per minute, and the chunk-boundary jump ratio (1 = seamless). Writes ``drift.md``
+(table), ``drift.json`` and ``drift.png`` (identity distance and sync per 10 s) to ``--out``.
 
-    python benchmarks/drift.py --teacher runs/teacher-synthetic/pipeline \\
+    python benchmarks/drift.py --teacher assets/teacher-synthetic \\
         --student asymmetric=runs/akd-synthetic/pipeline \\
         --student teacher-forcing=runs/akd-synthetic-teacher-forcing/pipeline \\
         --student self-forcing=runs/akd-synthetic-self-forcing/pipeline \\
@@ -34,28 +36,28 @@ import numpy as np
 
 @dataclass
 class StreamingScores:
-    """Per-frame probe outputs and running boundary sums of one video, updated chunk by chunk."""
+    """Per-frame probe outputs and frame differences of one video, updated chunk by chunk.
+
+    Only small per-frame numbers are kept (mouth opening, a 32-d embedding, the mean absolute
+    difference to the previous frame), so any prefix of the video can be scored afterwards.
+    """
 
     stride: int = 1
     mouth_open: list = field(default_factory=list)
     embeddings: list = field(default_factory=list)
     frame_index: list = field(default_factory=list)
-    across_sum: float = 0.0
-    across_count: int = 0
-    inside_sum: float = 0.0
-    inside_count: int = 0
+    frame_difference: list = field(default_factory=list)  # [i] = mean |frame i - frame i-1|, i >= 1
+    boundary: list = field(default_factory=list)  # [i] = frame i starts a chunk, i >= 1
     _last: np.ndarray | None = None
 
     def update(self, probe, frames: np.ndarray, start_frame: int) -> None:
         """``frames`` uint8 ``[f, H, W, 3]`` starting at video frame ``start_frame`` (a chunk start)."""
         f = frames.astype(np.float32) / 255.0
-        if len(f) > 1:
-            diffs = np.abs(f[1:] - f[:-1]).mean(axis=(1, 2, 3))
-            self.inside_sum += float(diffs.sum())
-            self.inside_count += len(diffs)
-        if self._last is not None and len(f):
-            self.across_sum += float(np.abs(f[0] - self._last).mean())
-            self.across_count += 1
+        for i in range(len(f)):
+            previous = self._last if i == 0 else f[i - 1]
+            if previous is not None:
+                self.frame_difference.append(float(np.abs(f[i] - previous).mean()))
+                self.boundary.append(i == 0)
         if len(f):
             self._last = f[-1]
         keep = [i for i in range(len(frames)) if (start_frame + i) % self.stride == 0]
@@ -65,27 +67,35 @@ class StreamingScores:
             self.embeddings.append(out["embedding"])
             self.frame_index.extend(start_frame + i for i in keep)
 
-    def result(self, true_open: np.ndarray, reference_embedding: np.ndarray, fps: float) -> dict:
+    def result(self, true_open: np.ndarray, reference_embedding: np.ndarray, fps: float,
+               num_frames: int | None = None) -> dict:
+        """Scores of the first ``num_frames`` frames (all when None)."""
         from asymk_talker.asymk_core.eval.metrics import identity_drift, rolling_pearson, sync_metrics
 
+        limit = min(len(true_open), num_frames if num_frames is not None else len(true_open))
         index = np.asarray(self.frame_index)
-        index = index[index < len(true_open)]
-        pred = np.concatenate(self.mouth_open)[: len(index)]
-        emb = np.concatenate(self.embeddings)[: len(index)]
+        count = int((index < limit).sum())
+        index = index[:count]
+        pred = np.concatenate(self.mouth_open)[:count]
+        emb = np.concatenate(self.embeddings)[:count]
         rate = fps / self.stride
         sync = sync_metrics(pred, true_open[index])
         drift = identity_drift(emb, reference_embedding, rate)
         minute, ten = max(2, int(round(60 * rate))), max(2, int(round(10 * rate)))
-        inside = self.inside_sum / max(self.inside_count, 1)
-        ratio = (self.across_sum / self.across_count) / max(inside, 1e-8) if self.across_count else None
-        return {"sync_pearson": sync["pearson"], "sync_offset": sync["offset"], "sync_mae": sync["mae"],
+        difference = np.asarray(self.frame_difference[: max(limit - 1, 0)])
+        across = np.asarray(self.boundary[: len(difference)], dtype=bool)
+        ratio = None
+        if across.any() and (~across).any():
+            ratio = float(difference[across].mean() / max(difference[~across].mean(), 1e-8))
+        return {"num_frames": limit, "sync_pearson": sync["pearson"], "sync_offset": sync["offset"],
+                "sync_mae": sync["mae"],
                 "sync_per_minute": rolling_pearson(pred, true_open[index], minute).tolist(),
                 "sync_per_10s": rolling_pearson(pred, true_open[index], ten).tolist(),
                 "identity_mean": drift["mean"], "identity_per_minute": drift["per_minute"],
                 "identity_per_10s": drift["per_10s"],
                 "identity_slope_per_minute": drift["slope_per_minute"],
                 "identity_first_minute": drift["per_minute"][0], "identity_last_minute": drift["per_minute"][-1],
-                "boundary_ratio": ratio, "num_boundaries": self.across_count}
+                "boundary_ratio": ratio, "num_boundaries": int(across.sum())}
 
 
 def load_model(path, device, dtype):
@@ -96,8 +106,12 @@ def load_model(path, device, dtype):
     return pipe
 
 
-def run_one(pipe, clip, seconds: float, probe, *, steps=None, stride: int = 1, seed: int = 0) -> dict:
-    """Generate one held-out clip of ``seconds`` with ``pipe.stream`` and score it incrementally."""
+def run_one(pipe, clip, seconds: float, probe, *, prefixes=None, steps=None, stride: int = 1, seed: int = 0) -> dict:
+    """Generate one held-out clip of ``seconds`` with ``pipe.stream``, scoring it as it streams.
+
+    Returns ``{prefix_seconds: scores of the video's first prefix_seconds}`` for every value in
+    ``prefixes`` (default: just ``seconds``); the generation speed is the whole video's.
+    """
     import torch
     from PIL import Image
 
@@ -121,10 +135,13 @@ def run_one(pipe, clip, seconds: float, probe, *, steps=None, stride: int = 1, s
         frames_done += len(frames)
         scores.update(probe, frames, chunk.start_frame)
     reference = probe.predict(sample.portrait)["embedding"][0]
-    result = scores.result(sample.tracks["mouth_open"], reference, fps)
-    result.update({"num_frames": frames_done, "seconds": frames_done / fps, "fps": frames_done / max(generating, 1e-9),
-                   "realtime_factor": frames_done / max(generating, 1e-9) / fps})
-    return result
+    speed = frames_done / max(generating, 1e-9)
+    results = {}
+    for prefix in sorted(set(prefixes or [seconds])):
+        result = scores.result(sample.tracks["mouth_open"], reference, fps, num_frames=int(round(prefix * fps)))
+        result.update({"seconds": result["num_frames"] / fps, "fps": speed, "realtime_factor": speed / fps})
+        results[prefix] = result
+    return results
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -230,21 +247,25 @@ def main(argv=None) -> dict:
     probe = load_probe()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    lengths = sorted(set(args.minutes))
     results = []
     for name, path, steps in models:
         pipe = load_model(path, device, dtype)
         steps_used = steps or int(pipe.config.num_inference_steps)
-        for minutes in args.minutes:
-            clips = evaluation_clips("heldout", args.identities, minutes * 60, size=int(pipe.config.height),
-                                     fps=float(pipe.config.fps), seed=args.seed)
-            runs = []
-            for clip in clips:
-                run = run_one(pipe, clip, minutes * 60, probe, steps=steps, stride=args.stride, seed=args.seed)
-                runs.append(run)
+        clips = evaluation_clips("heldout", args.identities, lengths[-1] * 60, size=int(pipe.config.height),
+                                 fps=float(pipe.config.fps), seed=args.seed)
+        runs = {minutes: [] for minutes in lengths}
+        for clip in clips:
+            scored = run_one(pipe, clip, lengths[-1] * 60, probe, prefixes=[m * 60 for m in lengths], steps=steps,
+                             stride=args.stride, seed=args.seed)
+            for minutes in lengths:
+                run = scored[minutes * 60]
+                runs[minutes].append(run)
                 print(f"{name} {minutes:g} min {clip.identity}: {run['fps']:.1f} FPS, sync r {run['sync_pearson']:.3f}, "
                       f"identity {run['identity_first_minute']:.4f} -> {run['identity_last_minute']:.4f}", flush=True)
+        for minutes in lengths:
             results.append({"model": name, "path": str(path), "steps": steps_used, "sampler": pipe.config.sampler,
-                            "minutes": minutes, "summary": summarise(runs), "runs": runs})
+                            "minutes": minutes, "summary": summarise(runs[minutes]), "runs": runs[minutes]})
         del pipe
     table = markdown_table(results, device)
     for filename, text in (("drift.md", table), ("drift.json", json.dumps(results, indent=2) + "\n")):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,6 +23,7 @@ PORTRAIT = str(REPO / "assets" / "examples" / "portrait.png")
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -150,3 +153,58 @@ def test_bf16_pipeline_renders(tmp_path):
     wav = write_speech_wav(tmp_path / "a.wav", 0.5)
     result = render(pipe, PORTRAIT, wav, None, stages=False, **STUDENT)
     assert result["frames"] == round(0.5 * 25)
+
+
+def test_drift_scores_of_a_prefix_equal_scoring_only_that_prefix():
+    from asymk_talker.asymk_core.eval.probe import load_probe
+    from asymk_talker.asymk_core.synthetic.corpus import make_sample
+
+    drift = load_script("drift")
+    probe = load_probe()
+    sample = make_sample(3, 3, 6.0, size=64)
+    chunk = 4
+    whole, prefix = drift.StreamingScores(stride=2), drift.StreamingScores(stride=2)
+    for start in range(0, len(sample.frames), chunk):
+        whole.update(probe, sample.frames[start:start + chunk], start)
+        if start + chunk <= 80:
+            prefix.update(probe, sample.frames[start:start + chunk], start)
+    reference = probe.predict(sample.portrait)["embedding"][0]
+    truth = sample.tracks["mouth_open"]
+    from_whole = whole.result(truth, reference, 25.0, num_frames=80)
+    alone = prefix.result(truth, reference, 25.0)
+    assert from_whole["num_frames"] == 80 and alone["num_frames"] == len(truth)
+    for key in ("sync_pearson", "identity_mean", "identity_slope_per_minute", "boundary_ratio", "num_boundaries"):
+        assert from_whole[key] == pytest.approx(alone[key], rel=1e-6), key
+    assert from_whole["num_boundaries"] == 80 // chunk - 1
+    assert whole.result(truth, reference, 25.0)["sync_pearson"] > 0.8  # ground truth is in sync
+    assert 0.7 < from_whole["boundary_ratio"] < 1.3  # ground truth has no seams
+
+    seamed = drift.StreamingScores()
+    for start in range(0, 80, chunk):
+        shift = 40 if (start // chunk) % 2 else 0  # a brightness jump at every chunk start
+        frames = np.clip(sample.frames[start:start + chunk].astype(int) + shift, 0, 255).astype(np.uint8)
+        seamed.update(probe, frames, start)
+    assert seamed.result(truth, reference, 25.0)["boundary_ratio"] > 3
+
+
+def test_drift_script_end_to_end(tmp_path):
+    from asymk_talker import AsymKPipeline
+
+    drift = load_script("drift")
+    AsymKPipeline.from_preset("tiny", seed=0).save_pretrained(tmp_path / "tiny")
+    result = drift.main(["--teacher", str(tmp_path / "tiny"), "--student", f"asymmetric={tmp_path / 'tiny'}",
+                         "--minutes", "0.1", "0.05", "--identities", "1", "--stride", "2", "--num-threads", "1",
+                         "--out", str(tmp_path / "out")])
+    rows = result["results"]
+    assert [(r["model"], r["minutes"]) for r in rows] == [
+        ("teacher", 0.05), ("teacher", 0.1), ("student:asymmetric", 0.05), ("student:asymmetric", 0.1)]
+    for short, long in (rows[0:2], rows[2:4]):
+        assert short["runs"][0]["num_frames"] == 75 and long["runs"][0]["num_frames"] == 150
+        assert short["summary"]["fps"] == long["summary"]["fps"] > 0  # one video, scored twice
+        assert len(long["summary"]["identity_per_10s"]) == 1
+    saved = json.loads((tmp_path / "out" / "drift.json").read_text())
+    assert [r["minutes"] for r in saved] == [0.05, 0.1, 0.05, 0.1]
+    assert "| student:asymmetric | 4 | 0.1 |" in (tmp_path / "out" / "drift.md").read_text()
+    from PIL import Image
+
+    assert Image.open(tmp_path / "out" / "drift.png").size[0] == 900
