@@ -38,6 +38,21 @@ def test_ship_installs_the_folder_with_a_model_card(student, tmp_path):
     assert frames.shape == (25, 32, 32, 3)
 
 
+def test_ship_scores_the_teacher_at_its_own_and_the_students_step_count(student, tmp_path, monkeypatch):
+    calls = []
+    real_score = ship.score
+
+    def recording_score(model, **kwargs):
+        calls.append((model, kwargs.get("steps")))
+        return real_score(model, **kwargs)
+
+    monkeypatch.setattr(ship, "score", recording_score)
+    rows = ship.ship(student, tmp_path / "out", teacher=student, seconds=1.0, identities=1)["rows"]
+    assert list(rows) == ["student", "teacher", "teacher, 4 steps", "untrained", "ground truth"]
+    assert calls[1] == (student, None) and calls[2] == (student, 4)
+    assert "teacher, 4 steps" in (tmp_path / "out" / "README.md").read_text()
+
+
 def test_ship_refuses_bad_folders_and_keeps_the_previous_install(student, tmp_path):
     out = tmp_path / "installed"
     out.mkdir()

@@ -1,7 +1,7 @@
 """Publish a trained student pipeline as a model folder with a model card.
 
     python -m asymk_talker.train.ship --student runs/akd-synthetic/pipeline \\
-        --teacher runs/teacher-synthetic/pipeline --out models/asymk-synthetic
+        --teacher assets/teacher-synthetic --out models/asymk-synthetic
 
 Scores the student, the teacher (optional) and the same pipeline with an untrained transformer on
 held-out synthetic clips (``asymk_core.eval``), writes ``README.md`` (the model card: what it was
@@ -108,7 +108,9 @@ image or voice was used.
 
 `asymk-talker eval --split heldout`, {identities} clips of {seconds:g} s each (sync from the
 shipped mouth probe, identity from the shipped identity embedding; see `docs/training.md`).
-"untrained" is this pipeline with a freshly initialised transformer.
+"teacher" is the multi-step teacher it was distilled from, "teacher, N steps" the same teacher
+sampled with the student's step count (what distillation buys), "untrained" this pipeline with a
+freshly initialised transformer.
 
 {metrics_table(rows)}
 
@@ -145,12 +147,16 @@ def ship(student: Path, out: Path, *, teacher: Path | None = None, seconds: floa
     if megabytes > max_mb:
         raise input_error("--student", f"{student} holds {megabytes:.1f} MB, more than --max-mb {max_mb:g}",
                           "ship a smaller preset, or raise --max-mb")
+    config = json.loads((student / "model_index.json").read_text())
+    student_steps = int(config["num_inference_steps"])
     rows = {"student": score(student, seconds=seconds, identities=identities)}
     if teacher is not None:
         rows["teacher"] = score(teacher, seconds=seconds, identities=identities)
+        # What distillation buys: the same teacher sampled with the student's step count.
+        rows[f"teacher, {student_steps} steps"] = score(teacher, seconds=seconds, identities=identities,
+                                                       steps=student_steps)
     rows["untrained"] = score(untrained_like(student), seconds=seconds, identities=identities)
     rows["ground truth"] = score("ground-truth", seconds=seconds, identities=identities)
-    config = json.loads((student / "model_index.json").read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
