@@ -235,6 +235,7 @@ def test_resume_and_saved_student_defaults_to_four_distilled_steps(teacher_dir, 
 
     pipe = AsymKPipeline.from_pretrained(tmp_path / "pipeline")
     assert pipe.config.sampler == "distilled" and pipe.config.num_inference_steps == 4
+    assert pipe.config.guidance_scale == 1.0  # guidance is distilled in
     assert pipe.scheduler.config.shift == 3.0
     saved = _tensors(tmp_path / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors")
     teacher = _tensors(teacher_dir / "transformer" / "diffusion_pytorch_model.safetensors")

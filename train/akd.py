@@ -165,6 +165,7 @@ def student_pipeline_config(config: Config, teacher_config: dict) -> dict:
     out["kernel_frames"], out["chunk_frames"] = int(config.data.kernel_frames), int(config.data.chunk_frames)
     out["sampler"] = "distilled"
     out["num_inference_steps"] = int(config.akd.num_inference_steps)
+    out["guidance_scale"] = 1.0  # the teacher's audio guidance is distilled into the student's single call
     return out
 
 

@@ -68,7 +68,7 @@ class AvatarProbe(ModelMixin, ConfigMixin):
         self.eval()
         outs = []
         for i in range(0, len(frames), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(frames[i:i + batch_size])).to(self.device)
+            x = torch.from_numpy(np.array(frames[i:i + batch_size], copy=True)).to(self.device)  # may be read-only
             x = x.permute(0, 3, 1, 2).float() / 255.0
             o = self(x)
             outs.append((o.mouth_open.cpu().numpy(), o.mouth_width.cpu().numpy(), o.embedding.cpu().numpy()))
