@@ -222,6 +222,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of other models already in --out/drift.json (re-run or add one model)")
     parser.add_argument("--num-threads", type=int, default=None)
     args = parser.parse_args(argv)
 
@@ -267,6 +269,10 @@ def main(argv=None) -> dict:
             results.append({"model": name, "path": str(path), "steps": steps_used, "sampler": pipe.config.sampler,
                             "minutes": minutes, "summary": summarise(runs[minutes]), "runs": runs[minutes]})
         del pipe
+    if args.append and (out_dir / "drift.json").is_file():
+        names = {name for name, _, _ in models}
+        kept = [r for r in json.loads((out_dir / "drift.json").read_text()) if r["model"] not in names]
+        results = kept + results
     table = markdown_table(results, device)
     for filename, text in (("drift.md", table), ("drift.json", json.dumps(results, indent=2) + "\n")):
         temporary = out_dir / (filename + ".tmp")

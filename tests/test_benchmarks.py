@@ -208,3 +208,7 @@ def test_drift_script_end_to_end(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "out" / "drift.png").size[0] == 900
+    again = drift.main(["--student", f"self-forcing={tmp_path / 'tiny'}", "--minutes", "0.05", "--identities", "1",
+                        "--stride", "4", "--num-threads", "1", "--out", str(tmp_path / "out"), "--append"])
+    assert [(r["model"], r["minutes"]) for r in again["results"]] == [
+        (r["model"], r["minutes"]) for r in rows] + [("student:self-forcing", 0.05)]
