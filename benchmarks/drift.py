@@ -163,17 +163,20 @@ def markdown_table(results: list[dict], device: str) -> str:
 
     lines = [f"Drift benchmark on {device}; held-out synthetic identities and utterances; means over clips.", "",
              "| model | steps | minutes | FPS | sync r | offset (frames) | identity dist. first min | last min | "
-             "slope / min | boundary jump |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "worst min | mean | slope / min | boundary jump |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["summary"]
+        worst = max(s["identity_per_minute"]) if s.get("identity_per_minute") else None
         lines.append(f"| {r['model']} | {r['steps']} | {r['minutes']:g} | {fmt(s['fps'], '.1f')} | "
                      f"{fmt(s['sync_pearson'], '.3f')} | {fmt(s['sync_offset'], '+.1f')} | "
-                     f"{fmt(s['identity_first_minute'], '.4f')} | {fmt(s['identity_last_minute'], '.4f')} | "
+                     f"{fmt(s['identity_first_minute'], '.3f')} | {fmt(s['identity_last_minute'], '.3f')} | "
+                     f"{fmt(worst, '.3f')} | {fmt(s['identity_mean'], '.3f')} | "
                      f"{fmt(s['identity_slope_per_minute'], '+.4f')} | {fmt(s['boundary_ratio'], '.2f')} |")
-    lines += ["", "identity dist. = 1 - cos(probe embedding of the frame, of the portrait); slope from a linear fit "
-              "over the whole video; boundary jump = mean frame difference across chunk boundaries / inside chunks "
-              "(1 = seamless); FPS counts generation + VAE decode, not scoring."]
+    lines += ["", "identity dist. = 1 - cos(probe embedding of the frame, of the portrait), per minute (first, last, "
+              "worst) and over the whole video (mean); slope from a linear fit over the whole video; boundary jump = "
+              "mean frame difference across chunk boundaries / inside chunks (1 = seamless); FPS counts generation + "
+              "VAE decode, not scoring."]
     return "\n".join(lines) + "\n"
 
 
@@ -222,6 +225,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report-only", dest="report_only", action="store_true",
+                        help="only re-write drift.md and drift.png from --out/drift.json")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of other models already in --out/drift.json (re-run or add one model)")
     parser.add_argument("--num-threads", type=int, default=None)
@@ -243,9 +248,13 @@ def main(argv=None) -> dict:
         if not path:
             parser.error(f"--student {item!r}: expected MODE=DIR")
         models.append((f"student:{name}", path, None))
+    if args.report_only:
+        return write_report(json.loads((Path(args.out) / "drift.json").read_text()), Path(args.out))
     if not models:
         parser.error("pass --teacher and/or --student MODE=DIR")
     device, dtype = resolve_device_dtype(args.device, args.dtype)
+    threads = torch.get_num_threads()
+    machine = f"{device}, {threads} thread{'s' if threads != 1 else ''}" if device == "cpu" else device
     probe = load_probe()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,13 +276,19 @@ def main(argv=None) -> dict:
                       f"identity {run['identity_first_minute']:.4f} -> {run['identity_last_minute']:.4f}", flush=True)
         for minutes in lengths:
             results.append({"model": name, "path": str(path), "steps": steps_used, "sampler": pipe.config.sampler,
-                            "minutes": minutes, "summary": summarise(runs[minutes]), "runs": runs[minutes]})
+                            "device": machine, "minutes": minutes, "summary": summarise(runs[minutes]), "runs": runs[minutes]})
         del pipe
     if args.append and (out_dir / "drift.json").is_file():
         names = {name for name, _, _ in models}
         kept = [r for r in json.loads((out_dir / "drift.json").read_text()) if r["model"] not in names]
         results = kept + results
-    table = markdown_table(results, device)
+    return write_report(results, out_dir)
+
+
+def write_report(results: list[dict], out_dir: Path) -> dict:
+    """``drift.md`` (table), ``drift.json`` and ``drift.png`` in ``out_dir``, each replaced atomically."""
+    machines = sorted({r.get("device", "an unrecorded device") for r in results})
+    table = markdown_table(results, " and ".join(machines))
     for filename, text in (("drift.md", table), ("drift.json", json.dumps(results, indent=2) + "\n")):
         temporary = out_dir / (filename + ".tmp")
         temporary.write_text(text)

@@ -212,3 +212,7 @@ def test_drift_script_end_to_end(tmp_path):
                         "--stride", "4", "--num-threads", "1", "--out", str(tmp_path / "out"), "--append"])
     assert [(r["model"], r["minutes"]) for r in again["results"]] == [
         (r["model"], r["minutes"]) for r in rows] + [("student:self-forcing", 0.05)]
+    (tmp_path / "out" / "drift.md").unlink()
+    report = drift.main(["--report-only", "--out", str(tmp_path / "out")])
+    assert len(report["results"]) == 5 and "on cpu, 1 thread;" in report["table"]
+    assert "| worst min | mean |" in (tmp_path / "out" / "drift.md").read_text()
