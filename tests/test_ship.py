@@ -27,6 +27,7 @@ def test_ship_installs_the_folder_with_a_model_card(student, tmp_path):
     rows = json.loads((out / "metrics.json").read_text())["rows"]
     assert list(rows) == ["student", "untrained", "ground truth"] == list(result["rows"])
     assert rows["ground truth"]["sync_pearson"] > 0.9  # the reference row really is the corpus
+    assert rows["ground truth"]["generation_fps"] is None and rows["student"]["generation_fps"] > 0
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: diffusers")
     assert f"{rows['student']['psnr']:.1f}" in card and "synthetic avatar domain only" in card

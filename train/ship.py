@@ -56,7 +56,7 @@ def score(model, *, seconds: float, identities: int, steps: int | None = None) -
                             probe=load_probe(None), num_inference_steps=steps, progress=False)
     summary = dict(result["summary"])
     speeds = [clip["generation_fps"] for clip in result["clips"]]
-    summary["generation_fps"] = sum(speeds) / len(speeds)
+    summary["generation_fps"] = None if model == "ground-truth" else sum(speeds) / len(speeds)  # nothing generated
     return summary
 
 
@@ -110,7 +110,9 @@ image or voice was used.
 shipped mouth probe, identity from the shipped identity embedding; see `docs/training.md`).
 "teacher" is the multi-step teacher it was distilled from, "teacher, N steps" the same teacher
 sampled with the student's step count (what distillation buys), "untrained" this pipeline with a
-freshly initialised transformer.
+freshly initialised transformer. "Identity drift per minute" is a linear fit over each
+{seconds:g} s clip, extrapolated: noisy on clips this short; long-horizon drift is measured on
+10-minute videos by `benchmarks/drift.py`.
 
 {metrics_table(rows)}
 
