@@ -148,7 +148,10 @@ def format_result(result: DemoResult, device: str) -> str:
     if result.metrics:
         m = result.metrics
         boundary = "n/a" if m["boundary_ratio"] is None else f"{m['boundary_ratio']:.2f}"
+        # A per-minute slope fitted to a few seconds is mostly noise: shown from one minute on.
+        slope = (f" (slope {m['identity_slope_per_minute']:+.4f}/min)" if result.num_frames >= 60 * result.fps
+                 else "")
         lines.append(f"metrics: sync r = {m['sync_pearson']:.3f} (offset {m['sync_offset_frames']:+d} frames), "
-                     f"identity distance = {m['identity_distance']:.4f} (slope {m['identity_slope_per_minute']:+.4f}/min), "
+                     f"identity distance = {m['identity_distance']:.4f}{slope}, "
                      f"boundary jump = {boundary}, PSNR vs ground truth = {m['psnr']:.2f} dB")
     return "\n".join(lines)

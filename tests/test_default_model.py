@@ -77,3 +77,4 @@ def test_demo_writes_both_videos_and_reports_the_metrics(tmp_path, capsys):
     sync = float(re.search(r"sync r = (-?[0-9.]+)", printed).group(1))
     fps = float(re.search(r"speed: ([0-9.]+) FPS", printed).group(1))
     assert sync > 0.4 and fps > 0
+    assert "/min" not in printed  # no per-minute slope fitted to 4 s
