@@ -52,14 +52,16 @@ class StreamingScores:
 
     def update(self, probe, frames: np.ndarray, start_frame: int) -> None:
         """``frames`` uint8 ``[f, H, W, 3]`` starting at video frame ``start_frame`` (a chunk start)."""
-        f = frames.astype(np.float32) / 255.0
-        for i in range(len(f)):
-            previous = self._last if i == 0 else f[i - 1]
-            if previous is not None:
-                self.frame_difference.append(float(np.abs(f[i] - previous).mean()))
-                self.boundary.append(i == 0)
-        if len(f):
-            self._last = f[-1]
+        from asymk_talker.asymk_core.eval.metrics import frame_differences
+
+        if not len(frames):
+            return
+        joined = frames if self._last is None else np.concatenate([self._last[None], frames])
+        differences = frame_differences(joined)
+        self.frame_difference.extend(differences.tolist())
+        # Pair (previous chunk's last frame, this chunk's first) crosses a boundary; the video's first frame has no pair.
+        self.boundary.extend(([True] if self._last is not None else []) + [False] * (len(frames) - 1))
+        self._last = frames[-1]
         keep = [i for i in range(len(frames)) if (start_frame + i) % self.stride == 0]
         if keep:
             out = probe.predict(frames[keep])
@@ -70,7 +72,7 @@ class StreamingScores:
     def result(self, true_open: np.ndarray, reference_embedding: np.ndarray, fps: float,
                num_frames: int | None = None) -> dict:
         """Scores of the first ``num_frames`` frames (all when None)."""
-        from asymk_talker.asymk_core.eval.metrics import identity_drift, rolling_pearson, sync_metrics
+        from asymk_talker.asymk_core.eval.metrics import boundary_ratio, identity_drift, rolling_pearson, sync_metrics
 
         limit = min(len(true_open), num_frames if num_frames is not None else len(true_open))
         index = np.asarray(self.frame_index)
@@ -82,11 +84,8 @@ class StreamingScores:
         sync = sync_metrics(pred, true_open[index])
         drift = identity_drift(emb, reference_embedding, rate)
         minute, ten = max(2, int(round(60 * rate))), max(2, int(round(10 * rate)))
-        difference = np.asarray(self.frame_difference[: max(limit - 1, 0)])
-        across = np.asarray(self.boundary[: len(difference)], dtype=bool)
-        ratio = None
-        if across.any() and (~across).any():
-            ratio = float(difference[across].mean() / max(difference[~across].mean(), 1e-8))
+        pairs = max(limit - 1, 0)
+        seams = boundary_ratio(self.frame_difference[:pairs], self.boundary[:pairs])
         return {"num_frames": limit, "sync_pearson": sync["pearson"], "sync_offset": sync["offset"],
                 "sync_mae": sync["mae"],
                 "sync_per_minute": rolling_pearson(pred, true_open[index], minute).tolist(),
@@ -95,7 +94,7 @@ class StreamingScores:
                 "identity_per_10s": drift["per_10s"],
                 "identity_slope_per_minute": drift["slope_per_minute"],
                 "identity_first_minute": drift["per_minute"][0], "identity_last_minute": drift["per_minute"][-1],
-                "boundary_ratio": ratio, "num_boundaries": int(across.sum())}
+                "boundary_ratio": seams["ratio"], "num_boundaries": seams["num_boundaries"]}
 
 
 def load_model(path, device, dtype):

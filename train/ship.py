@@ -49,14 +49,14 @@ def untrained_like(student: Path):
 
 def score(model, *, seconds: float, identities: int, steps: int | None = None) -> dict:
     """Held-out summary (``asymk_core.eval.metrics.summarize``) plus mean generation FPS."""
-    from ..asymk_core.eval.evaluate import evaluate_model
+    from ..asymk_core.eval.evaluate import GROUND_TRUTH, evaluate_model
     from ..asymk_core.eval.probe import load_probe
 
     result = evaluate_model(model, split="heldout", seconds=seconds, identities=identities,
                             probe=load_probe(None), num_inference_steps=steps, progress=False)
     summary = dict(result["summary"])
     speeds = [clip["generation_fps"] for clip in result["clips"]]
-    summary["generation_fps"] = None if model == "ground-truth" else sum(speeds) / len(speeds)  # nothing generated
+    summary["generation_fps"] = None if model == GROUND_TRUTH else sum(speeds) / len(speeds)  # nothing generated
     return summary
 
 
@@ -141,6 +141,7 @@ def ship(student: Path, out: Path, *, teacher: Path | None = None, seconds: floa
          max_mb: float = 30.0, provenance: str = "") -> dict:
     """Score, write the card, check the size, install; returns ``{"rows", "megabytes", "out"}``."""
     from ..asymk_core.errors import input_error
+    from ..asymk_core.eval.evaluate import GROUND_TRUTH
 
     if not (student / "model_index.json").is_file():
         raise input_error("--student", f"{student} is not a pipeline folder (no model_index.json)",
@@ -158,7 +159,7 @@ def ship(student: Path, out: Path, *, teacher: Path | None = None, seconds: floa
         rows[f"teacher, {student_steps} steps"] = score(teacher, seconds=seconds, identities=identities,
                                                        steps=student_steps)
     rows["untrained"] = score(untrained_like(student), seconds=seconds, identities=identities)
-    rows["ground truth"] = score("ground-truth", seconds=seconds, identities=identities)
+    rows["ground truth"] = score(GROUND_TRUTH, seconds=seconds, identities=identities)
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -84,23 +84,37 @@ def identity_drift(embeddings, reference_embedding, fps: float) -> dict:
             "last_minus_first": float(dist[-tenth:].mean() - dist[:tenth].mean()), "per_frame": dist.astype(np.float32)}
 
 
+def frame_differences(frames) -> np.ndarray:
+    """Mean absolute difference of consecutive frames (uint8 ``[N, H, W, 3]``), on a 0..1 scale:
+    ``[N - 1]``, entry ``t - 1`` = ``|f[t] - f[t-1]|``."""
+    f = np.asarray(frames, np.float32) / 255.0
+    return np.abs(f[1:] - f[:-1]).mean(axis=(1, 2, 3)) if len(f) > 1 else np.zeros(0, np.float32)
+
+
+def boundary_ratio(differences, across_boundary) -> dict:
+    """``ratio`` = mean of ``differences`` where ``across_boundary`` / mean elsewhere (both ``[N - 1]``
+    as from :func:`frame_differences`); None without pairs of either kind."""
+    diffs = np.asarray(differences, np.float64)
+    mask = np.asarray(across_boundary, bool)
+    if not mask.any() or mask.all():
+        return {"ratio": None, "across": None, "inside": None, "num_boundaries": int(mask.sum())}
+    across, inside = float(diffs[mask].mean()), float(diffs[~mask].mean())
+    return {"ratio": across / max(inside, 1e-8), "across": across, "inside": inside, "num_boundaries": int(mask.sum())}
+
+
 def boundary_jump(frames, boundaries) -> dict:
     """Seam visibility at chunk boundaries. ``boundaries``: frame indices where a chunk starts
     (0 and indices >= N are ignored). ``ratio`` = mean |f[b] - f[b-1]| over boundaries / the same
     over all other consecutive pairs (None without boundaries or without other pairs)."""
-    f = as_frames(frames, "frames").astype(np.float32) / 255.0
+    f = as_frames(frames, "frames")
     n = len(f)
     if n < 2:
         return {"ratio": None, "across": None, "inside": None, "num_boundaries": 0}
-    diffs = np.abs(f[1:] - f[:-1]).mean(axis=(1, 2, 3))  # diffs[t - 1] = |f[t] - f[t-1]|
     b = sorted({int(x) for x in np.asarray(boundaries if boundaries is not None else [], dtype=np.int64).reshape(-1)
                 if 0 < int(x) < n})
     mask = np.zeros(n - 1, bool)
     mask[np.array(b, dtype=np.int64) - 1] = True
-    if not mask.any() or mask.all():
-        return {"ratio": None, "across": None, "inside": None, "num_boundaries": len(b)}
-    across, inside = float(diffs[mask].mean()), float(diffs[~mask].mean())
-    return {"ratio": across / max(inside, 1e-8), "across": across, "inside": inside, "num_boundaries": len(b)}
+    return boundary_ratio(frame_differences(f), mask)
 
 
 def visual_quality(frames, reference_frames) -> dict:
