@@ -145,3 +145,41 @@ def test_corpus_writer_layout_and_resume(tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     with pytest.raises(ValueError, match="out_dir"):
         write_corpus(out, 4, 0.6, progress=False)
+
+
+def test_wide_variety_spans_colours_and_framing_and_classic_is_unchanged():
+    from asymk_talker.asymk_core.synthetic.avatar import REGIONS, VARIETIES
+
+    assert VARIETIES == ("classic", "wide")
+    seeds = [split_seed("identity", "pool", k) for k in range(40)]
+    wide = [make_identity(s, "wide") for s in seeds]
+    classic = [make_identity(s) for s in seeds]
+    # Same face shape, own colours; classic identities keep the original framing.
+    assert all(w.face_w == c.face_w and w.mouth_y == c.mouth_y for w, c in zip(wide, classic))
+    assert all(c.head_scale == 1.0 and c.head_x == 0.0 and c.variety == "classic" for c in classic)
+    shirts = np.array([w.shirt for w in wide])
+    assert shirts.min() < 0.1 and shirts.max() > 0.9
+    assert {w.bg_kind for w in wide} >= {0, 4} and len({round(w.head_scale, 2) for w in wide}) > 10
+    flat = next(w for w in wide if w.bg_kind == 4 and w.bg_noise == 0)
+    portrait = render_portrait(flat.seed, 64, "wide")
+    np.testing.assert_allclose(portrait[0, 0], np.round(flat.bg_a * 255), atol=1)
+    with pytest.raises(ValueError, match="variety"):
+        make_identity(1, "photo")
+
+
+def test_region_labels_follow_what_is_drawn():
+    from asymk_talker.asymk_core.synthetic.avatar import REGIONS, NEUTRAL_WIDTH
+
+    ident = make_identity(split_seed("identity", "pool", 3), "wide")
+    frames, labels = render_frames(ident, [0.0, 1.0], [NEUTRAL_WIDTH, 0.5], size=64, regions=True)
+    assert labels.shape == (2, 64, 64) and labels.dtype == np.uint8
+    assert np.array_equal(frames, render_frames(ident, [0.0, 1.0], [NEUTRAL_WIDTH, 0.5], size=64))
+    for code in (REGIONS["background"], REGIONS["clothes"], REGIONS["skin"], REGIONS["mouth"]):
+        assert (labels == code).any()
+    # Pixels labelled background have the background colour (a flat or textured one around bg_a/bg_b).
+    bg = frames[0][labels[0] == REGIONS["background"]].astype(float)
+    shirt = frames[0][labels[0] == REGIONS["clothes"]].astype(float)
+    assert np.abs(np.median(shirt, 0) - ident.shirt * 255).max() < 3
+    assert len(bg) > 400
+    # The open mouth covers more pixels than the closed one.
+    assert (labels[1] == REGIONS["mouth"]).sum() > (labels[0] == REGIONS["mouth"]).sum()

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from asymk_talker.train import vae as vae_train
+from asymk_talker.asymk_core.vae import vae_from_preset
 from asymk_talker.train.common import deep_merge, list_checkpoints, load_config
+from asymk_talker.train.vae import SyntheticVideoDataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "train" / "configs" / "vae_synthetic_tiny.yaml"
@@ -150,3 +152,48 @@ def test_vae_eval_scores_streamed_reconstructions_against_ground_truth(tmp_path)
     assert saved["num_frames"] == 9 and saved["mean"]["psnr_steady"] is None
     with pytest.raises(SystemExit, match="not a VAE folder"):
         vae_eval.main([str(tmp_path)])
+
+
+def test_context_pass_equals_one_stream_and_trains_only_the_frames_after_it():
+    from asymk_talker.train.vae import decode_unclamped, draw_context_frames, reconstruct_after_context
+
+    torch.manual_seed(0)
+    vae = vae_from_preset("tiny").eval()
+    video = torch.rand(1, 3, 1 + 4 * 5, 32, 32) * 2 - 1
+    posterior = vae.encode(video).latent_dist
+    # No context: the plain encode + sampled decode.
+    out, mean, _ = reconstruct_after_context(vae, video, 0, torch.Generator().manual_seed(1))
+    noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, decode_unclamped(vae, posterior.mean + posterior.std * noise), rtol=0, atol=0)
+    # A 9-frame context (3 latent frames): the rest equals decoding [context mode | sampled rest] in one stream.
+    vae.train()
+    out, mean, logvar = reconstruct_after_context(vae, video, 9, torch.Generator().manual_seed(2))
+    assert out.shape == (1, 3, 12, 32, 32) and mean.shape[2] == 3
+    torch.testing.assert_close(mean, posterior.mean[:, :, 3:])
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(2))
+    stream = decode_unclamped(vae, torch.cat([posterior.mean[:, :, :3], mean + posterior.std[:, :, 3:] * noise], 2))
+    torch.testing.assert_close(out, stream[:, :, 9:])
+    # Gradients reach the weights only through the trained frames.
+    out.abs().mean().backward()
+    assert vae.decoder.conv_out.weight.grad is not None
+    with pytest.raises(ValueError, match="context"):
+        reconstruct_after_context(vae, video, 8)
+    lengths = {draw_context_frames(np.random.default_rng(i), 101, 0.2) for i in range(200)}
+    assert 0 in lengths and max(lengths) <= 101 and all(c == 0 or (c - 1) % 4 == 0 for c in lengths)
+
+
+def test_colour_jitter_changes_appearance_alike_for_all_frames():
+    from asymk_talker.asymk_core.synthetic.appearance import IDENTITY_TRANSFORM, hue_rotation, random_colour_transform
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    before = frames.copy()
+    transform = random_colour_transform(np.random.default_rng(3), probability=1.0)
+    out = transform(frames)
+    assert np.array_equal(frames, before) and out.dtype == np.uint8 and not np.array_equal(out, frames)
+    assert np.array_equal(out[1:2], transform(frames[1:2]))  # per-pixel, same map for every frame
+    assert np.array_equal(IDENTITY_TRANSFORM(frames), frames)
+    grey = np.full((1, 1, 1, 3), 128, np.uint8)
+    np.testing.assert_allclose(hue_rotation(2.0) @ np.ones(3), np.ones(3), atol=1e-6)  # grey stays grey
+    assert np.abs(transform(grey).astype(int) - 128).max() < 40
+    dataset = SyntheticVideoDataset(5, 32, split="train", seed=0, variety="wide", colour_jitter=1.0, epoch_size=4)
+    assert torch.equal(dataset[1], dataset[1]) and dataset[1].shape == (3, 5, 32, 32)

@@ -7,7 +7,15 @@ train seeds only) and reconstructed through the sampled posterior. Loss::
     l1 * |x - x^| + mse * (x - x^)^2 + edge * |grad x - grad x^| + kl * KL(q(z|x) || N(0, I))
 
 (means over elements; the edge term is the L1 of spatial and temporal finite differences, it keeps
-mouth and eye contours sharp). accelerate throughout (checkpoints ``checkpoints/step-*`` with
+mouth and eye contours sharp).
+
+Steady state. At inference the VAE streams: its causal caches are full, carrying minutes of context,
+while a clip trained from its first frame only ever shows the start-up state. With
+``data.context_frames_max`` > 0 most steps first stream a random-length *context* (up to that many
+frames) through encoder and decoder without gradients, filling the causal caches exactly as a long
+stream would, and train only the ``num_frames - 1`` frames that follow (see
+:func:`reconstruct_after_context`). ``data.variety`` (``wide``) and ``data.colour_jitter`` (a
+probability of a random colour transform per clip) widen the appearances seen. accelerate throughout (checkpoints ``checkpoints/step-*`` with
 ``--resume latest``, trackers, progress bar). At the end the per-channel mean/std of the latents
 (posterior mode, over ``stats.clips`` clips) are written into the VAE config as
 ``latents_mean``/``latents_std`` so ``asymk_core.vae.normalize_latents`` gives unit-scale latents,
@@ -36,7 +44,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..asymk_core.vae import VAE_PRESETS, vae_from_preset
+from ..asymk_core.synthetic.appearance import random_colour_transform
+from ..asymk_core.synthetic.corpus import random_sample
+from ..asymk_core.vae import VAE_PRESETS, use_onednn_convolutions, vae_from_preset
 from .common import (
     Config,
     EMA,
@@ -61,8 +71,10 @@ DEFAULTS: dict = {
     "output_dir": None,
     # pretrained: an AutoencoderKLWan folder to fine-tune; init_logvar_bias: see build_vae
     "model": {"preset": "synthetic", "pretrained": None, "init_logvar_bias": -6.0},
+    # context_frames_max: 0 (train from the first frame) or 1 + 4q (see the module docstring)
     "data": {"size": 64, "fps": 25.0, "num_frames": 9, "batch_size": 4, "num_workers": 0,
-             "num_identities": None, "epoch_size": 10000},
+             "num_identities": None, "epoch_size": 10000, "variety": "classic", "colour_jitter": 0.0,
+             "context_frames_max": 0, "no_context_probability": 0.2},
     "loss": {"l1": 1.0, "mse": 1.0, "edge": 0.5, "motion": 0.0, "kl": 1.0e-4},
     "train": {"max_steps": 1000, "learning_rate": 5.0e-4, "weight_decay": 0.0, "adam_betas": [0.9, 0.99],
               "warmup_steps": 50, "lr_scheduler": "constant_with_warmup", "max_grad_norm": 1.0,
@@ -73,31 +85,54 @@ DEFAULTS: dict = {
     "logging": {"report_to": "tensorboard", "log_every": 10},
     # num_frames: validation clips are longer than the training clips on purpose: a causal VAE
     # trained on short clips can fall apart after the trained length (val/psnr_tail shows it)
-    "validation": {"every": 200, "clips": 4, "num_frames": 97},
+    # tail_from: val/psnr_tail covers frames from here on (default: the training clip length)
+    "validation": {"every": 200, "clips": 4, "num_frames": 97, "tail_from": None},
     "stats": {"clips": 32, "num_frames": 17},
 }
 
 
 class SyntheticVideoDataset(Dataset):
-    """``dataset[i]`` -> video ``[3, num_frames, size, size]`` in [-1, 1], a pure function of ``(seed, i)``."""
+    """``dataset[i]`` -> video ``[3, num_frames, size, size]`` in [-1, 1], a pure function of ``(seed, i)``.
+
+    ``variety`` is the identity distribution (``avatar.VARIETIES``); ``colour_jitter`` the probability
+    of a random colour transform of the whole clip (``synthetic.appearance``).
+    """
 
     def __init__(self, num_frames: int, size: int = 64, fps: float = 25.0, split: str = "train", seed: int = 0,
-                 num_identities: int | None = None, epoch_size: int = 10000):
+                 num_identities: int | None = None, epoch_size: int = 10000, variety: str = "classic",
+                 colour_jitter: float = 0.0):
         if (num_frames - 1) % 4:
             raise ValueError(f"num_frames must be 1 + 4k for the causal VAE, got {num_frames}")
         self.num_frames, self.size, self.fps, self.split = num_frames, size, fps, split
         self.seed, self.num_identities, self.epoch_size = seed, num_identities, epoch_size
+        self.variety, self.colour_jitter = variety, float(colour_jitter)
 
     def __len__(self) -> int:
         return self.epoch_size
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        from ..asymk_core.synthetic.corpus import random_sample
-
         rng = np.random.default_rng([self.seed, int(index), 0xFAE])
         sample = random_sample(rng, (self.num_frames + 0.5) / self.fps, split=self.split,
-                               num_identities=self.num_identities, size=self.size, fps=self.fps)
-        return video_tensor(sample.frames[: self.num_frames])[0]
+                               num_identities=self.num_identities, size=self.size, fps=self.fps,
+                               variety=self.variety)
+        frames = sample.frames[: self.num_frames]
+        if self.colour_jitter > 0:
+            frames = random_colour_transform(rng, probability=self.colour_jitter)(frames)
+        return video_tensor(frames)[0]
+
+
+def training_clip_frames(num_frames: int, context_frames_max: int) -> int:
+    """Frames a training clip must have: ``num_frames``, plus the longest context (``1 + 4q``) when on."""
+    if context_frames_max and (context_frames_max - 1) % 4:
+        raise ValueError(f"data.context_frames_max must be 0 or 1 + 4q, got {context_frames_max}")
+    return num_frames + context_frames_max - 1 if context_frames_max else num_frames
+
+
+def draw_context_frames(rng: np.random.Generator, context_frames_max: int, no_context_probability: float) -> int:
+    """A context length for one step: 0 (start-up state) or ``1 + 4q`` up to ``context_frames_max``."""
+    if not context_frames_max or rng.uniform() < no_context_probability:
+        return 0
+    return 1 + 4 * int(rng.integers(0, (context_frames_max - 1) // 4 + 1))
 
 
 LOSS_TERMS = ("loss", "l1", "mse", "edge", "motion", "kl")
@@ -145,25 +180,70 @@ def decode_unclamped(vae, latents: torch.Tensor) -> torch.Tensor:
     return torch.cat(frames, dim=2)
 
 
+def reconstruct_after_context(vae, video: torch.Tensor, context_frames: int,
+                              generator: torch.Generator | None = None):
+    """Stream ``video`` ``[B, 3, F, H, W]`` through encoder and decoder with their causal caches, the
+    way inference streams, and reconstruct what follows the first ``context_frames`` frames.
+
+    The context (0 or ``1 + 4q`` frames) runs without gradients (posterior mode into the decoder),
+    so it only fills the caches; the remaining ``F - context_frames`` frames (a multiple of 4 after
+    a context, ``1 + 4k`` without one) are encoded, sampled and decoded with gradients. Returns
+    ``(reconstruction [B, 3, F - context_frames, H, W] unclamped, posterior mean, posterior logvar)``
+    of those frames. With ``context_frames == 0`` this is ``vae.encode`` + :func:`decode_unclamped`.
+    """
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    if vae.config.get("patch_size") is not None:
+        raise ValueError("reconstruct_after_context supports Wan2.1-style VAEs (patch_size=None)")
+    frames = video.shape[2]
+    if context_frames and ((context_frames - 1) % 4 or (frames - context_frames) % 4 or frames <= context_frames):
+        raise ValueError(f"context of {context_frames} frames does not fit a {frames}-frame clip in 1 + 4q + 4k")
+    # Encoder chunks as AutoencoderKLWan._encode cuts them: frame 0, then 4 frames at a time.
+    chunks = [video[:, :, :1]] + list(video[:, :, 1:].split(4, dim=2))
+    context_chunks = 0 if not context_frames else 1 + (context_frames - 1) // 4
+    vae.clear_cache()
+    encoded = []
+    for index, chunk in enumerate(chunks):
+        vae._enc_conv_idx = [0]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and index >= context_chunks):
+            encoded.append(vae.encoder(chunk, feat_cache=vae._enc_feat_map, feat_idx=vae._enc_conv_idx))
+    posterior = DiagonalGaussianDistribution(vae.quant_conv(torch.cat(encoded[context_chunks:], dim=2)))
+    for index in range(context_chunks):  # decode the context: fills the decoder's caches
+        with torch.no_grad():
+            context = vae.post_quant_conv(vae.quant_conv(encoded[index])[:, : vae.config.z_dim])
+            vae._conv_idx = [0]
+            vae.decoder(context, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=index == 0)
+    noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
+    hidden = vae.post_quant_conv(posterior.mean + posterior.std * noise)
+    frames_out = []
+    for index in range(hidden.shape[2]):
+        vae._conv_idx = [0]
+        frames_out.append(vae.decoder(hidden[:, :, index:index + 1], feat_cache=vae._feat_map,
+                                      feat_idx=vae._conv_idx, first_chunk=context_chunks == 0 and index == 0))
+    vae.clear_cache()
+    return torch.cat(frames_out, dim=2), posterior.mean, posterior.logvar
+
+
 class Reconstructor(torch.nn.Module):
-    """``forward(video, generator) -> (reconstruction, posterior mean, posterior logvar)`` through the
-    sampled posterior: one module call, so DDP/FSDP wrappers see (and synchronise) the whole pass."""
+    """``forward(video, generator, context_frames) -> (reconstruction, posterior mean, posterior logvar)``
+    of the frames after the context (:func:`reconstruct_after_context`), through the sampled
+    posterior: one module call, so DDP/FSDP wrappers see (and synchronise) the whole pass."""
 
     def __init__(self, vae):
         super().__init__()
         self.vae = vae
 
-    def forward(self, video: torch.Tensor, generator: torch.Generator | None = None):
-        posterior = self.vae.encode(video).latent_dist
-        noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
-        reconstruction = decode_unclamped(self.vae, posterior.mean + posterior.std * noise)
-        return reconstruction, posterior.mean, posterior.logvar
+    def forward(self, video: torch.Tensor, generator: torch.Generator | None = None, context_frames: int = 0):
+        return reconstruct_after_context(self.vae, video, context_frames, generator)
 
 
-def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Generator | None = None) -> dict:
-    """Losses of one batch; ``model`` is a :class:`Reconstructor` (possibly wrapped);
-    returns ``{"loss", "l1", "mse", "edge", "motion", "kl"}``."""
-    reconstruction, mean, logvar = model(video, generator)
+def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Generator | None = None,
+             context_frames: int = 0) -> dict:
+    """Losses of one batch; ``model`` is a :class:`Reconstructor` (possibly wrapped); only the frames
+    after ``context_frames`` are reconstructed and scored. Returns ``{"loss", "l1", "mse", "edge",
+    "motion", "kl"}``."""
+    reconstruction, mean, logvar = model(video, generator, context_frames)
+    video = video[:, :, context_frames:]
     parts = {
         "l1": (reconstruction - video).abs().mean(),
         "mse": (reconstruction - video).pow(2).mean(),
@@ -256,15 +336,20 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
     output_dir = Path(config.output_dir)
     vae = build_vae(config).train()
     data = config.data
-    dataset = SyntheticVideoDataset(int(data.num_frames), int(data.size), float(data.fps), "train", int(config.seed),
-                                    data.get("num_identities"), int(data.get("epoch_size", 10000)))
+    context_max = int(data.get("context_frames_max", 0) or 0)
+    dataset = SyntheticVideoDataset(training_clip_frames(int(data.num_frames), context_max), int(data.size),
+                                    float(data.fps), "train", int(config.seed), data.get("num_identities"),
+                                    int(data.get("epoch_size", 10000)), data.get("variety", "classic"),
+                                    float(data.get("colour_jitter", 0.0) or 0.0))
     val_frames = int(config.validation.get("num_frames") or config.stats.num_frames)
     val_dataset = SyntheticVideoDataset(val_frames, int(data.size), float(data.fps), "heldout",
-                                        int(config.seed) + 1)
+                                        int(config.seed) + 1, variety=data.get("variety", "classic"))
     val_videos = [val_dataset[i] for i in range(int(config.validation.get("clips", 4)))]
 
     optimizer = make_optimizer(vae.parameters(), config)
     lr_scheduler = make_lr_scheduler(optimizer, config, accelerator.num_processes)
+    # oneDNN for the gradient-free passes (the context, validation); training passes keep the stock kernel
+    use_onednn_convolutions(vae)
     model, optimizer, lr_scheduler = accelerator.prepare(Reconstructor(vae), optimizer, lr_scheduler)
     unwrapped = accelerator.unwrap_model(model).vae
     ema = None
@@ -295,7 +380,7 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
         scalars = {}
         if accelerator.is_main_process:
             unwrapped.eval()
-            tail_from = int(data.num_frames)  # frames beyond the training clip length
+            tail_from = int(config.validation.get("tail_from") or data.num_frames)  # the streaming steady state
             measured, reconstruction = reconstruction_psnr(unwrapped, val_videos, tail_from)
             scalars.update({f"val/{k}": v for k, v in measured.items()})
             if ema is not None:
@@ -312,11 +397,14 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
 
     while step < max_steps:
         video = next(data_iter).to(accelerator.device)
-        generator = torch.Generator().manual_seed(int(np.random.SeedSequence(
-            [int(config.seed), micro_step, accelerator.process_index]).generate_state(1)[0]))
+        step_seed = np.random.SeedSequence([int(config.seed), micro_step, accelerator.process_index])
+        generator = torch.Generator().manual_seed(int(step_seed.generate_state(1)[0]))
+        context_frames = draw_context_frames(np.random.default_rng(step_seed), context_max,
+                                             float(data.get("no_context_probability", 0.2)))
+        video = video[:, :, : training_clip_frames(int(data.num_frames), context_frames)]
         with accelerator.accumulate(model):
             with accelerator.autocast():
-                parts = vae_loss(model, video, config.loss, generator)
+                parts = vae_loss(model, video, config.loss, generator, context_frames)
             accelerator.backward(parts["loss"])
             if accelerator.sync_gradients and config.train.get("max_grad_norm"):
                 accelerator.clip_grad_norm_(model.parameters(), float(config.train.max_grad_norm))
@@ -360,7 +448,7 @@ def train(config: Config, resume_from: str | None = "latest") -> dict:
             ema.copy_to(unwrapped)
         unwrapped.eval()
         stats_data = SyntheticVideoDataset(int(config.stats.num_frames), int(data.size), float(data.fps), "train",
-                                           int(config.seed) + 2)
+                                           int(config.seed) + 2, variety=data.get("variety", "classic"))
         mean, std = latent_statistics(unwrapped, stats_data, int(config.stats.clips))
         unwrapped.register_to_config(latents_mean=mean, latents_std=std)
         unwrapped.save_pretrained(str(vae_dir))

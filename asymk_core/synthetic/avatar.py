@@ -1,7 +1,7 @@
 """A 2D talking-avatar renderer in numpy (vectorised over frames, anti-aliased via signed distances).
 
 Deterministic from an identity seed (face shape, skin, hair, eyes, brows, lips, clothes,
-background), a per-frame articulation track (mouth ``open``/``width`` in [0, 1], see
+background) and an appearance *variety* (:data:`VARIETIES`), a per-frame articulation track (mouth ``open``/``width`` in [0, 1], see
 :mod:`.speech`) and a motion seed (audio-independent blinks and smooth head sway). Any square
 resolution (64 px default; 128/256 work the same). Rendering 64 px runs at several hundred to
 thousands of frames per second on one core, so training can render on the fly.
@@ -13,7 +13,7 @@ are described in *head* coordinates (u, v), i.e. image coordinates translated by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -22,6 +22,16 @@ from ..errors import input_error
 from .speech import derive_seed
 
 HEAD_CENTRE = (0.0, -0.06)
+VARIETIES = ("classic", "wide")
+"""``classic``: the original identity distribution (natural skin tones, a few hair colours, textured
+backgrounds, a centred head of one size). ``wide``: colours drawn from the whole RGB cube for
+background, hair, clothes and (a third of the time) skin, flat / gradient / textured / noisy
+backgrounds, head scale 0.75-1.2 and position anywhere near the centre; the face shapes and motion are
+the classic ones. Training on ``wide`` leaves no appearance a model could memorise: the colours can
+only be copied from the reference."""
+REGIONS = {"background": 0, "clothes": 1, "skin": 2, "hair": 3, "mouth": 4, "other": 5}
+"""Region labels of :func:`render_frames` (``regions=True``): the top layer covering each pixel
+(coverage > 0.5); eyes, brows and the nose shadow are ``other``."""
 MAX_MOUTH_OPEN = 0.12  # semi-height of the inner mouth at open = 1, in image units
 NEUTRAL_WIDTH = 0.45   # mouth width of the closed, relaxed mouth (= silence target)
 
@@ -66,9 +76,14 @@ class Identity:
     shirt: np.ndarray = field(default=None, repr=False)
     bg_a: np.ndarray = field(default=None, repr=False)
     bg_b: np.ndarray = field(default=None, repr=False)
-    bg_kind: int = 0             # 0 gradient, 1 stripes, 2 blobs, 3 checker
+    bg_kind: int = 0             # 0 gradient, 1 stripes, 2 blobs, 3 checker, 4 flat
     bg_freq: float = 3.0
     bg_angle: float = 0.0
+    bg_noise: float = 0.0        # std of a static per-pixel noise texture on the background
+    head_scale: float = 1.0      # size of head and body relative to the classic avatar
+    head_x: float = 0.0          # offset of head and body from the classic position (image units)
+    head_y: float = 0.0
+    variety: str = "classic"
 
     def vector(self) -> np.ndarray:
         """Identity as a float32 vector [29]: shape numbers and colours (for analysis / probes)."""
@@ -78,8 +93,12 @@ class Identity:
         return np.concatenate([np.asarray(scalars), self.skin, self.hair, self.iris, self.lips]).astype(np.float32)
 
 
-def make_identity(seed: int) -> Identity:
-    """Draw an :class:`Identity` from an integer seed."""
+def make_identity(seed: int, variety: str = "classic") -> Identity:
+    """Draw an :class:`Identity` from an integer seed and a :data:`VARIETIES` name."""
+    if variety not in VARIETIES:
+        raise input_error("variety", f"unknown appearance variety {variety!r}", f"use one of {list(VARIETIES)}")
+    if variety == "wide":
+        return _wide_identity(seed)
     rng = np.random.default_rng(derive_seed(seed, "identity"))
     tone = rng.uniform(0, len(_SKIN_TONES) - 1)
     lo = int(tone)
@@ -101,6 +120,25 @@ def make_identity(seed: int) -> Identity:
         mouth_y=rng.uniform(0.29, 0.35), mouth_w=rng.uniform(0.14, 0.19), lip_t=rng.uniform(0.02, 0.032),
         lips=lips, shirt=rng.uniform(0.1, 0.9, 3), bg_a=bg_a, bg_b=bg_b, bg_kind=int(rng.integers(4)),
         bg_freq=rng.uniform(2.0, 6.0), bg_angle=rng.uniform(0, np.pi),
+    )
+
+
+def _wide_identity(seed: int) -> Identity:
+    """The classic face shape of ``seed`` with colours, background and framing drawn wide (own stream)."""
+    base = make_identity(seed)
+    rng = np.random.default_rng(derive_seed(seed, "identity-wide"))
+    natural = rng.uniform() < 2 / 3
+    skin = base.skin if natural else rng.uniform(0.05, 1.0, 3)
+    lips = np.clip(skin * np.array([0.85, 0.55, 0.55]) + np.array([0.12, 0.0, 0.02]) * rng.uniform(0.5, 1.5), 0, 1)
+    bg_a = rng.uniform(0.0, 1.0, 3)
+    bg_b = np.clip(bg_a + rng.uniform(-0.35, 0.35, 3), 0, 1)
+    bg_kind = int(rng.choice([0, 1, 2, 3, 4, 4, 4]))  # flat backgrounds are common in user portraits
+    return replace(
+        base, skin=skin, lips=lips, hair=rng.uniform(0.0, 1.0, 3), shirt=rng.uniform(0.0, 1.0, 3),
+        iris=rng.uniform(0.0, 0.7, 3), bg_a=bg_a, bg_b=bg_b, bg_kind=bg_kind,
+        bg_noise=float(rng.choice([0.0, 0.0, rng.uniform(0.02, 0.08)])),
+        head_scale=float(rng.uniform(0.75, 1.2)), head_x=float(rng.uniform(-0.15, 0.15)),
+        head_y=float(rng.uniform(-0.1, 0.15)), variety="wide",
     )
 
 
@@ -169,8 +207,8 @@ def _blend(img, alpha, colour):
 
 
 @lru_cache(maxsize=64)
-def _background(seed: int, size: int) -> np.ndarray:
-    ident = make_identity(seed)
+def _background(seed: int, size: int, variety: str = "classic") -> np.ndarray:
+    ident = make_identity(seed, variety)
     y, x = _grid(size)
     rng = np.random.default_rng(derive_seed(seed, "background"))
     ca, sa = np.cos(ident.bg_angle), np.sin(ident.bg_angle)
@@ -184,12 +222,17 @@ def _background(seed: int, size: int) -> np.ndarray:
         for _ in range(6):
             cx, cy, r = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.15, 0.45)
             w = np.maximum(w, np.clip(1.0 - np.sqrt((x - cx) ** 2 + (y - cy) ** 2) / r, 0, 1))
-    else:
+    elif ident.bg_kind == 3:
         w = 0.5 + 0.5 * np.tanh(2 * np.sin(np.pi * ident.bg_freq * x * 0.7) * np.sin(np.pi * ident.bg_freq * y * 0.7))
+    else:  # flat
+        return np.broadcast_to(ident.bg_a.astype(np.float32), (size, size, 3)).copy()
     wave_x = np.sin(2 * np.pi * rng.uniform(1, 3) * x + rng.uniform(0, 6))
     w = w + 0.08 * wave_x * np.sin(2 * np.pi * rng.uniform(1, 3) * y)
     w = np.clip(w, 0, 1)[..., None]
-    return (ident.bg_a * (1 - w) + ident.bg_b * w).astype(np.float32)
+    bg = ident.bg_a * (1 - w) + ident.bg_b * w
+    if ident.bg_noise:
+        bg = np.clip(bg + rng.normal(0.0, ident.bg_noise, bg.shape), 0, 1)
+    return bg.astype(np.float32)
 
 
 @lru_cache(maxsize=8)
@@ -200,8 +243,11 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_frames(identity: Identity | int, mouth_open, mouth_width, head_dx=None, head_dy=None, head_roll=None,
-                  blink=None, *, size: int = 64, batch: int | None = None) -> np.ndarray:
+                  blink=None, *, size: int = 64, batch: int | None = None, regions: bool = False):
     """Render frames uint8 ``[N, size, size, 3]`` from per-frame parameters (each ``[N]``).
+
+    ``regions=True`` returns ``(frames, labels)`` with ``labels`` uint8 ``[N, size, size]`` holding
+    :data:`REGIONS` codes.
 
     ``mouth_open`` / ``mouth_width`` / ``blink`` in [0, 1]; ``head_dx``/``head_dy`` in image
     units (±0.1 is a few pixels at 64 px); ``head_roll`` in radians. Missing motion = still head.
@@ -224,19 +270,31 @@ def render_frames(identity: Identity | int, mouth_open, mouth_width, head_dx=Non
             raise input_error(name, f"has {len(value)} frames but mouth_open has {n}", "pass tracks of equal length")
         params.append(value)
     out = np.empty((n, size, size, 3), np.uint8)
+    labels = np.empty((n, size, size), np.uint8) if regions else None
     batch = batch or max(1, 65536 // (size * size))  # ~64k pixels per batch stays in cache
-    bg = _background(ident.seed, int(size))
+    bg = _background(ident.seed, int(size), ident.variety)
     for i in range(0, n, batch):
         sl = slice(i, min(i + batch, n))
         out[sl] = _render_batch(ident, bg, int(size), np.clip(mouth_open[sl], 0, 1), np.clip(mouth_width[sl], 0, 1),
-                                params[0][sl], params[1][sl], params[2][sl], np.clip(params[3][sl], 0, 1))
-    return out
+                                params[0][sl], params[1][sl], params[2][sl], np.clip(params[3][sl], 0, 1),
+                                None if labels is None else labels[sl])
+    return (out, labels) if regions else out
 
 
-def _render_batch(ident: Identity, bg, size, mo, mw, dx, dy, roll, blink) -> np.ndarray:
+def _render_batch(ident: Identity, bg, size, mo, mw, dx, dy, roll, blink, labels=None) -> np.ndarray:
+    """Frames uint8 ``[n, size, size, 3]``; fills ``labels`` ``[n, size, size]`` (REGIONS codes) if given."""
     n = len(mo)
     px = 2.0 / size
     y, x = _grid(size)
+    if ident.head_scale != 1.0 or ident.head_x or ident.head_y:  # framing of the wide variety
+        x, y, px = (x - ident.head_x) / ident.head_scale, (y - ident.head_y) / ident.head_scale, px / ident.head_scale
+    if labels is not None:
+        labels[:] = REGIONS["background"]
+
+    def blend(alpha, colour, region):
+        _blend(img, alpha, colour)
+        if labels is not None:
+            labels[alpha > 0.5] = REGIONS[region]
     col = lambda a: a.astype(np.float32)[:, None, None]  # noqa: E731  [N] -> [N,1,1]
     img = np.broadcast_to(bg, (n, size, size, 3)).copy()
     # Head coordinates.
@@ -250,33 +308,33 @@ def _render_batch(ident: Identity, bg, size, mo, mw, dx, dy, roll, blink) -> np.
     # Body: shoulders sway with a fraction of the head offset; neck follows the head.
     bx = x[None] - 0.4 * col(dx)
     body = _ellipse(bx, y[None] - 1.12, np.float32(0.8), np.float32(0.5))
-    _blend(img, _aa(body, px), ident.shirt)
+    blend(_aa(body, px), ident.shirt, "clothes")
     neck = np.maximum(np.abs(u) - ident.face_w * 0.45, -v + 0.2)
-    _blend(img, _aa(neck, px), ident.skin * 0.85)
+    blend(_aa(neck, px), ident.skin * 0.85, "skin")
     # Long hair behind the head.
     if ident.hair_style == 1:
         back = _ellipse(u, v - 0.12, np.float32(ident.face_w * 1.25), np.float32(ident.face_h * 1.15))
-        _blend(img, _aa(back, px), ident.hair * 0.85)
+        blend(_aa(back, px), ident.hair * 0.85, "hair")
     # Ears, then face (jaw drops a little with the mouth).
     for side in (-1.0, 1.0):
         ear = _ellipse(u - side * ident.face_w * 0.98, v - 0.0, np.float32(0.06), np.float32(0.1))
-        _blend(img, _aa(ear, px), ident.skin * 0.9)
+        blend(_aa(ear, px), ident.skin * 0.9, "skin")
     lower_b = ident.face_h * ident.chin + 0.05 * mo3
     b = np.where(v > 0, lower_b, np.float32(ident.face_h))
     face = _ellipse(u, v, np.float32(ident.face_w), b)
     shade = 1.0 - 0.18 * np.clip((u / ident.face_w) ** 2, 0, 1)
     face_colour = ident.skin.astype(np.float32) * shade[..., None]
-    _blend(img, _aa(face, px), face_colour)
+    blend(_aa(face, px), face_colour, "skin")
     # Hair on top: a cap above the fringe line (wavy), or a thin buzz cut.
     if ident.hair_style != 3:
         cap = _ellipse(u, v + 0.04, np.float32(ident.face_w * 1.08), np.float32(ident.face_h * 1.07))
         fringe = v - (ident.hair_top + ident.hair_wave * np.cos(u * 18.0))
         if ident.hair_style == 2:
             fringe = v - (ident.hair_top + 0.12 - 0.25 * np.abs(u + 0.1))
-        _blend(img, _aa(np.maximum(cap, fringe), px), ident.hair)
+        blend(_aa(np.maximum(cap, fringe), px), ident.hair, "hair")
     else:
         cap = _ellipse(u, v + 0.02, np.float32(ident.face_w * 1.02), np.float32(ident.face_h * 1.02))
-        _blend(img, 0.6 * _aa(np.maximum(cap, v - ident.hair_top - 0.04), px), ident.hair)
+        blend(0.6 * _aa(np.maximum(cap, v - ident.hair_top - 0.04), px), ident.hair, "hair")
     # Eyes (blink shrinks the opening to a lid line), brows.
     eye_h = ident.eye_h * (1.0 - bl3) + 1e-3
     lid = ident.skin * 0.8
@@ -284,7 +342,7 @@ def _render_batch(ident: Identity, bg, size, mo, mw, dx, dy, roll, blink) -> np.
         eu, ev = u - side * ident.eye_dx, v - ident.eye_y
         eye = _ellipse(eu, ev, np.float32(ident.eye_w), eye_h)
         a_eye = _aa(eye, px)
-        _blend(img, a_eye, (0.95, 0.95, 0.93))
+        blend(a_eye, (0.95, 0.95, 0.93), "other")
         iris = np.sqrt(eu * eu + ev * ev) - ident.eye_h * 0.95
         _blend(img, _aa(iris, px) * a_eye, ident.iris)
         pupil = np.sqrt(eu * eu + ev * ev) - ident.eye_h * 0.45
@@ -294,19 +352,19 @@ def _render_batch(ident: Identity, bg, size, mo, mw, dx, dy, roll, blink) -> np.
         by = ident.eye_y - ident.brow_y
         brow = _segment(u, v, side * (ident.eye_dx - ident.eye_w * 1.1), by + ident.brow_tilt * 0.5,
                         side * (ident.eye_dx + ident.eye_w * 1.1), by - ident.brow_tilt * 0.5, np.float32(ident.brow_t))
-        _blend(img, _aa(brow, px), ident.hair * 0.8)
+        blend(_aa(brow, px), ident.hair * 0.8, "other")
     # Nose shadow.
     nose = _segment(u, v, 0.0, ident.eye_y + 0.08, 0.02, ident.mouth_y - 0.12, np.float32(0.018))
-    _blend(img, _aa(nose, px) * 0.5, ident.skin * 0.7)
+    blend(_aa(nose, px) * 0.5, ident.skin * 0.7, "other")
     # Mouth: lips, dark inner mouth, upper teeth; closed = a lip seam.
     half_w = ident.mouth_w * (0.6 + 0.8 * mw3) * (1.0 - 0.12 * mo3)
     inner_h = MAX_MOUTH_OPEN * mo3 + 1e-3
     mu, mv = u, v - ident.mouth_y - 0.4 * inner_h
     lips = _ellipse(mu, mv, half_w + 0.01, inner_h + ident.lip_t * 1.6)
-    _blend(img, _aa(lips, px), ident.lips)
+    blend(_aa(lips, px), ident.lips, "mouth")
     inner = _ellipse(mu, mv, half_w * 0.82, inner_h)
     a_inner = _aa(inner, px) * np.clip(mo3 * 12.0, 0, 1)  # a closed mouth has no visible inside
-    _blend(img, a_inner, (0.22, 0.05, 0.07))
+    blend(a_inner, (0.22, 0.05, 0.07), "mouth")
     teeth = mv + inner_h * 0.45
     _blend(img, a_inner * _aa(teeth, px), (0.93, 0.92, 0.88))
     seam = _segment(mu, mv, -half_w * 0.85, 0.0, half_w * 0.85, 0.0, np.float32(0.006))
@@ -328,6 +386,6 @@ def render_clip(identity_seed: int, mouth_open, mouth_width, motion_seed: int, *
     return frames, tracks
 
 
-def render_portrait(identity_seed: int, size: int = 64) -> np.ndarray:
+def render_portrait(identity_seed: int, size: int = 64, variety: str = "classic") -> np.ndarray:
     """The neutral reference image uint8 ``[size, size, 3]``: still head, eyes open, mouth closed."""
-    return render_frames(identity_seed, [0.0], [NEUTRAL_WIDTH], size=size)[0]
+    return render_frames(make_identity(identity_seed, variety), [0.0], [NEUTRAL_WIDTH], size=size)[0]

@@ -66,6 +66,8 @@ class Sample:
     identity_seed: int
     utterance_seed: int
     motion_seed: int
+    variety: str = "classic"
+    regions: np.ndarray | None = None  # uint8 [N, H, W] avatar.REGIONS codes, when asked for
 
     @property
     def num_frames(self) -> int:
@@ -73,10 +75,13 @@ class Sample:
 
 
 def make_sample(identity_seed: int, utterance_seed: int, seconds: float, *, size: int = 64, fps: float = 25.0,
-                motion_seed: int | None = None, render: bool = True) -> Sample:
+                motion_seed: int | None = None, render: bool = True, variety: str = "classic",
+                regions: bool = False) -> Sample:
     """Generate a clip in memory (no files). The voice comes from the identity, the words and
     prosody from the utterance; ``motion_seed`` defaults to one derived from both. ``render=False``
-    skips the frames (``frames`` is then an empty [0, H, W, 3] array) for audio/track-only use."""
+    skips the frames (``frames`` is then an empty [0, H, W, 3] array) for audio/track-only use.
+    ``variety`` picks the appearance distribution (``avatar.VARIETIES``); ``regions=True`` also
+    returns the per-pixel region labels of every frame."""
     if not isinstance(seconds, (int, float)) or not seconds > 0:
         raise input_error("seconds", f"got {seconds!r}", "pass a positive duration in seconds")
     if not fps or fps <= 0:
@@ -89,19 +94,22 @@ def make_sample(identity_seed: int, utterance_seed: int, seconds: float, *, size
     audio, phones = synthesize_speech(utterance_seed, float(seconds), voice=voice_for_seed(identity_seed))
     mouth_open, mouth_width = articulation_targets(phones, fps, num_frames)
     motion = motion_tracks(motion_seed, num_frames, fps)
-    ident = make_identity(identity_seed)
-    if render:
+    ident = make_identity(identity_seed, variety)
+    labels = None
+    if render and regions:
+        frames, labels = render_frames(ident, mouth_open, mouth_width, size=size, regions=True, **motion)
+    elif render:
         frames = render_frames(ident, mouth_open, mouth_width, size=size, **motion)
     else:
         frames = np.zeros((0, size, size, 3), np.uint8)
     tracks = {"mouth_open": mouth_open, "mouth_width": mouth_width, **motion, "identity": ident.vector()}
     return Sample(frames=frames, audio=audio, sample_rate=SAMPLE_RATE, fps=float(fps), tracks=tracks, phones=phones,
-                  portrait=render_portrait(identity_seed, size), identity_seed=int(identity_seed),
-                  utterance_seed=int(utterance_seed), motion_seed=int(motion_seed))
+                  portrait=render_portrait(identity_seed, size, variety), identity_seed=int(identity_seed),
+                  utterance_seed=int(utterance_seed), motion_seed=int(motion_seed), variety=variety, regions=labels)
 
 
 def random_sample(rng: np.random.Generator, seconds: float, *, split: str = "train", num_identities: int | None = None,
-                  size: int = 64, fps: float = 25.0) -> Sample:
+                  size: int = 64, fps: float = 25.0, variety: str = "classic", regions: bool = False) -> Sample:
     """A random clip for on-the-fly training (``split="train"``: even seeds only) or evaluation
     (``"heldout"``: odd seeds). ``num_identities`` limits the identity pool to that many
     identities (``None``: effectively unlimited)."""
@@ -111,7 +119,7 @@ def random_sample(rng: np.random.Generator, seconds: float, *, split: str = "tra
     k = int(rng.integers(num_identities if num_identities else 2**30))
     identity = split_seed("identity", "pool", k, heldout=heldout)
     utterance = split_seed("utterance", "pool", int(rng.integers(2**30)), heldout=heldout)
-    return make_sample(identity, utterance, seconds, size=size, fps=fps)
+    return make_sample(identity, utterance, seconds, size=size, fps=fps, variety=variety, regions=regions)
 
 
 @dataclass(frozen=True)
