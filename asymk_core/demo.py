@@ -62,7 +62,7 @@ def example_inputs(seed: int, seconds: float, size: int) -> tuple[np.ndarray, np
     """(portrait uint8 [H, W, 3], 16 kHz speech float32, ground-truth Sample at ``size`` px)."""
     from .synthetic.corpus import make_sample
 
-    sample = make_sample(seed, seed, float(seconds), size=int(size))
+    sample = make_sample(seed, seed, float(seconds), size=int(size), regions=True)
     portrait_file, speech_file = EXAMPLE_DIR / "portrait.png", EXAMPLE_DIR / "speech.wav"
     if seed == EXAMPLE_SEED and seconds == EXAMPLE_SECONDS and portrait_file.is_file() and speech_file.is_file():
         from PIL import Image
@@ -129,11 +129,13 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
     if evaluate:
         from .eval.metrics import evaluate_frames
 
-        result = evaluate_frames(video, sample.tracks, portrait, starts, fps=fps, gt_frames=sample.frames)
+        result = evaluate_frames(video, sample.tracks, portrait, starts, fps=fps, gt_frames=sample.frames,
+                                 gt_regions=sample.regions, portrait_regions=sample.portrait_regions)
         metrics = {"sync_pearson": result["sync"]["pearson"], "sync_offset_frames": result["sync"]["offset"],
                    "identity_distance": result["identity"]["mean"],
                    "identity_slope_per_minute": result["identity"]["slope_per_minute"],
-                   "boundary_ratio": result["boundary"]["ratio"], "psnr": result["quality"]["psnr"]}
+                   "boundary_ratio": result["boundary"]["ratio"], "psnr": result["quality"]["psnr"],
+                   "fidelity": result["fidelity"]}
     return DemoResult(output=output, side_by_side=pair_path, num_frames=len(video), fps=fps,
                       generation_seconds=elapsed, metrics=metrics)
 
@@ -154,4 +156,11 @@ def format_result(result: DemoResult, device: str) -> str:
         lines.append(f"metrics: sync r = {m['sync_pearson']:.3f} (offset {m['sync_offset_frames']:+d} frames), "
                      f"identity distance = {m['identity_distance']:.4f}{slope}, "
                      f"boundary jump = {boundary}, PSNR vs ground truth = {m['psnr']:.2f} dB")
+        if m.get("fidelity"):
+            from .eval.fidelity import format_fidelity
+
+            flagged = m["fidelity"]["flagged"]
+            lines.append("fidelity per window (colour error in 8-bit levels; "
+                         + (f"FLAGGED: {', '.join(flagged)})" if flagged else "all windows within thresholds)"))
+            lines.extend("  " + line for line in format_fidelity(m["fidelity"]))
     return "\n".join(lines)

@@ -141,7 +141,10 @@ def test_vae_eval_scores_streamed_reconstructions_against_ground_truth(tmp_path)
     assert mean["sync_pearson_ground_truth"] > 0.9
     assert mean["sync_pearson"] < mean["sync_pearson_ground_truth"] - 0.3
     assert mean["psnr"] < 20 and mean["psnr_steady"] is not None
-    assert vae_eval.evaluate_vae(vae, clips=1, seconds=2.4, size=32)["mean"] == mean
+    assert report["worst"]["region_error"] > 10 and report["clips"][0]["fidelity"]["flagged"]  # untrained: wrong colours
+    again = vae_eval.evaluate_vae(vae, clips=1, seconds=2.4, size=32)["mean"]
+    assert mean.pop("decode_ms_per_frame") > 0 and again.pop("decode_ms_per_frame") > 0  # wall time
+    assert again == mean
     with pytest.raises(ValueError, match="clips"):
         vae_eval.evaluate_vae(vae, clips=0)
 
@@ -150,6 +153,8 @@ def test_vae_eval_scores_streamed_reconstructions_against_ground_truth(tmp_path)
     vae_eval.main([str(tmp_path / "vae"), "--clips", "1", "--seconds", "0.4", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["num_frames"] == 9 and saved["mean"]["psnr_steady"] is None
+    windows = saved["clips"][0]["fidelity"]["windows"]
+    assert [w["window"] for w in windows] == ["0-1 s"] and set(windows[0]["region_error"]) >= {"background", "mouth"}
     with pytest.raises(SystemExit, match="not a VAE folder"):
         vae_eval.main([str(tmp_path)])
 

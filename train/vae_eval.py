@@ -7,9 +7,12 @@ renders: lip sync of the reconstruction (probe mouth opening vs the true track, 
 distance to the portrait, PSNR over all frames and per segment of the clip. No generator can sync
 better than its VAE reconstructs the mouth, so ``sync_pearson`` here is the ceiling for the teacher
 and the student. ``psnr_steady`` (frames from 2 s on) shows whether the causal decoder holds up past
-the clip length it was trained on::
+the clip length it was trained on. ``fidelity`` is the windowed absolute report of
+``asymk_core.eval.fidelity`` (PSNR, per-region colour error against the ground truth, identity
+distance next to the ground truth's, per window from the first second on); ``--variety wide``
+scores identities of the wide appearance distribution::
 
-    python -m asymk_talker.train.vae_eval runs/vae-synthetic/vae --clips 4 --seconds 8 --out report.json
+    python -m asymk_talker.train.vae_eval runs/vae-synthetic/vae --clips 4 --seconds 60 --out report.json
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..asymk_core.errors import input_error
+from ..asymk_core.eval.fidelity import fidelity_report, format_fidelity, region_masks, region_means
 from ..asymk_core.eval.metrics import evaluate_frames
 from ..asymk_core.eval.probe import load_probe
 from ..asymk_core.synthetic.corpus import random_sample
@@ -52,8 +57,13 @@ def reconstruct(vae, frames: np.ndarray) -> np.ndarray:
 
 
 def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0, size: int = 64,
-                 seed: int = 0) -> dict:
-    """Metrics of ``clips`` held-out clips of ``seconds`` each; ``{"clips": [...], "mean": {...}}``."""
+                 seed: int = 0, variety: str = "classic") -> dict:
+    """Metrics of ``clips`` held-out clips of ``seconds`` each; ``{"clips": [...], "mean": {...}}``.
+
+    Each clip row also has ``fidelity`` (the windowed report), ``region_error_worst`` (8-bit levels,
+    worst region and window), ``psnr_worst_window`` and ``decode_ms_per_frame`` (encode + streamed
+    decode, wall time per frame on this machine).
+    """
     if clips < 1:
         raise input_error("clips", f"got {clips}", "evaluate at least one clip")
     factor = temporal_factor(vae)
@@ -63,13 +73,21 @@ def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0
     rng = np.random.default_rng([seed, 0xE7A1])
     rows = []
     for _ in range(clips):
-        sample = random_sample(rng, (num_frames + 0.5) / fps, split="heldout", size=size, fps=fps)
+        sample = random_sample(rng, (num_frames + 0.5) / fps, split="heldout", size=size, fps=fps, variety=variety,
+                               regions=True)
         truth = sample.frames[:num_frames]
         tracks = {k: np.asarray(v)[:num_frames] for k, v in sample.tracks.items()}
+        started = time.perf_counter()
         recon = reconstruct(vae, truth)
+        elapsed = time.perf_counter() - started
         scored = evaluate_frames(recon, tracks, sample.portrait, fps=fps, probe=probe)
         truth_scored = evaluate_frames(truth, tracks, sample.portrait, fps=fps, probe=probe)
         per_frame = [_psnr(r, t) for r, t in zip(recon, truth)]
+        masks = region_masks(sample.regions[:num_frames])
+        fidelity = fidelity_report(fps, region_colours=region_means(recon, masks),
+                                   gt_region_colours=region_means(truth, masks), psnr=np.asarray(per_frame),
+                                   identity=np.asarray(scored["series"]["identity_distance"]),
+                                   identity_gt=np.asarray(truth_scored["series"]["identity_distance"]))
         rows.append({
             "sync_pearson": scored["sync"]["pearson"],
             "sync_pearson_ground_truth": truth_scored["sync"]["pearson"],
@@ -77,12 +95,20 @@ def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0
             "psnr": _psnr(recon, truth),
             "psnr_first_second": float(np.mean(per_frame[: int(fps)])),
             "psnr_steady": float(np.mean(per_frame[steady_from:])) if len(per_frame) > steady_from else None,
+            "psnr_worst_window": fidelity["worst"]["psnr"],
+            "region_error_worst": fidelity["worst"].get("region_error"),
+            "identity_distance_ground_truth": truth_scored["identity"]["mean"],
+            "decode_ms_per_frame": 1000.0 * elapsed / num_frames,
+            "fidelity": fidelity,
         })
-    keys = rows[0].keys()
+    keys = [k for k in rows[0] if k != "fidelity"]
     mean = {k: float(np.mean([r[k] for r in rows if r[k] is not None])) if any(r[k] is not None for r in rows)
             else None for k in keys}
-    return {"clips": rows, "mean": mean, "num_frames": num_frames, "fps": fps, "size": size,
-            "steady_from_frame": steady_from}
+    worst = {"region_error": max((r["region_error_worst"] for r in rows if r["region_error_worst"] is not None),
+                                 default=None),
+             "psnr_window": min(r["psnr_worst_window"] for r in rows)}
+    return {"clips": rows, "mean": mean, "worst": worst, "num_frames": num_frames, "fps": fps, "size": size,
+            "steady_from_frame": steady_from, "variety": variety}
 
 
 def main(argv=None) -> dict:
@@ -91,6 +117,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variety", default="classic", choices=["classic", "wide"],
+                        help="appearance distribution of the held-out identities")
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
     from diffusers import AutoencoderKLWan
@@ -100,10 +128,16 @@ def main(argv=None) -> dict:
         raise SystemExit(f"error: vae: {path} is not a VAE folder (no config.json); "
                          "pass the folder train/vae.py wrote, e.g. runs/vae-synthetic/vae")
     vae = AutoencoderKLWan.from_pretrained(str(path)).eval()
-    report = evaluate_vae(vae, clips=args.clips, seconds=args.seconds, seed=args.seed)
+    report = evaluate_vae(vae, clips=args.clips, seconds=args.seconds, seed=args.seed, variety=args.variety)
     report["vae"] = str(path)
     for key, value in report["mean"].items():
-        print(f"{key:28s} {value:.3f}" if value is not None else f"{key:28s} -")
+        print(f"{key:32s} {value:.3f}" if value is not None else f"{key:32s} -")
+    for key, value in report["worst"].items():
+        print(f"worst {key:26s} {value:.3f}" if value is not None else f"worst {key:26s} -")
+    for index, row in enumerate(report["clips"]):
+        print(f"clip {index}:")
+        for line in format_fidelity(row["fidelity"]):
+            print("  " + line)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -48,6 +48,13 @@ def run(args) -> int:
                              seed=args.seed, out_dir=args.out, probe=load_probe(args.probe),
                              num_inference_steps=args.steps, device=args.device, progress=not args.quiet)
     print(json.dumps(results["summary"], indent=2))
+    from .fidelity import format_fidelity
+
+    for clip in results["clips"]:
+        if "fidelity" in clip:
+            print(f"{clip['name']}: fidelity per window" + (" (FLAGGED)" if clip["fidelity"]["flagged"] else ""))
+            for line in format_fidelity(clip["fidelity"]):
+                print("  " + line)
     if args.out:
         print(f"wrote {args.out}/eval.json and {args.out}/eval.png")
     return 0

@@ -90,7 +90,7 @@ def evaluate_model(model, *, split: str = "heldout", seconds: float = 10.0, iden
     results = []
     for clip in tqdm(evaluation_clips(split, identities, seconds, size=size, fps=fps, seed=seed), desc="eval",
                      unit="clip", disable=not progress):
-        sample = clip.sample()
+        sample = clip.sample(regions=True)
         started = time.perf_counter()
         if pipe is None:
             frames, starts = sample.frames, [0]
@@ -99,7 +99,7 @@ def evaluate_model(model, *, split: str = "heldout", seconds: float = 10.0, iden
                                                     num_inference_steps=num_inference_steps)
         elapsed = time.perf_counter() - started
         r = evaluate_frames(frames, sample.tracks, sample.portrait, starts, fps=fps, gt_frames=sample.frames,
-                            probe=probe)
+                            probe=probe, gt_regions=sample.regions, portrait_regions=sample.portrait_regions)
         r.update(name=f"{clip.identity}/{clip.utterance}", identity_seed=clip.identity_seed,
                  utterance_seed=clip.utterance_seed, generation_fps=len(frames) / max(elapsed, 1e-9))
         results.append(r)

@@ -11,7 +11,9 @@ reference portrait, and chunk boundaries (frame indices where a new chunk starts
   per 10 s and per minute, and its slope per minute (least-squares line over time);
 * boundary jump — mean absolute frame difference across chunk boundaries divided by the mean
   absolute frame difference between other consecutive frames (1 = seamless);
-* visual quality — per-frame PSNR (dB) and L1 (0..1 scale) against ground-truth renders.
+* visual quality — per-frame PSNR (dB) and L1 (0..1 scale) against ground-truth renders;
+* fidelity — the windowed absolute report of :mod:`.fidelity` (colour of each region against the
+  ground truth and against the portrait, PSNR and identity per window, with flags).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import input_error
+from .fidelity import fidelity_report, region_masks, region_means
+from .fidelity import portrait_regions as portrait_masks
 from .probe import as_frames, load_probe
 
 
@@ -144,7 +148,8 @@ def _resize(frames: np.ndarray, size) -> np.ndarray:
 
 
 def evaluate_frames(frames, gt_tracks: dict, reference_image, chunk_boundaries=None, *, fps: float = 25.0,
-                    gt_frames=None, probe=None, max_offset: int = 5) -> dict:
+                    gt_frames=None, probe=None, max_offset: int = 5, gt_regions=None, portrait_regions=None,
+                    psnr_floor: float | None = None, identity_limit: float | None = None) -> dict:
     """All metrics for one video.
 
     ``frames`` [N, H, W, 3] (uint8 or float in [0, 1]); ``gt_tracks`` with ``mouth_open`` [N]
@@ -183,10 +188,24 @@ def evaluate_frames(frames, gt_tracks: dict, reference_image, chunk_boundaries=N
             "sync_pearson_windows": rolling_pearson(pred["mouth_open"], true_open[:n], window).tolist(),
         },
     }
+    fidelity_inputs = {"identity": drift["per_frame"]}
     if gt_frames is not None:
         quality = visual_quality(frames, gt_frames)
         result["quality"] = {"psnr": quality["psnr"], "l1": quality["l1"]}
         result["series"]["psnr"] = quality["per_frame_psnr"].tolist()
+        fidelity_inputs["psnr"] = quality["per_frame_psnr"]
+        if gt_regions is not None:
+            truth = as_frames(gt_frames, "gt_frames")[:n]
+            masks = region_masks(np.asarray(gt_regions)[:n])
+            if truth.shape[1:3] == frames.shape[1:3] == masks.shape[-2:]:
+                fidelity_inputs.update(region_colours=region_means(frames, masks),
+                                       gt_region_colours=region_means(truth, masks))
+    portrait = as_frames(reference_image, "reference_image")[0]
+    if portrait.shape[:2] == frames.shape[1:3]:
+        masks = portrait_masks(portrait, portrait_regions)
+        fidelity_inputs.update(portrait_colours=region_means(frames, masks),
+                               portrait_reference=region_means(portrait[None], masks)[0])
+    result["fidelity"] = fidelity_report(fps, psnr_floor=psnr_floor, identity_limit=identity_limit, **fidelity_inputs)
     return result
 
 
@@ -194,10 +213,15 @@ def summarize(results: list[dict]) -> dict:
     """Mean of the headline numbers over clips (None entries skipped)."""
     keys = {"sync_pearson": ("sync", "pearson"), "sync_mae": ("sync", "mae"), "sync_offset": ("sync", "offset"),
             "identity_distance": ("identity", "mean"), "identity_slope_per_minute": ("identity", "slope_per_minute"),
-            "boundary_ratio": ("boundary", "ratio"), "psnr": ("quality", "psnr"), "l1": ("quality", "l1")}
+            "boundary_ratio": ("boundary", "ratio"), "psnr": ("quality", "psnr"), "l1": ("quality", "l1"),
+            "region_error_worst": ("fidelity_worst", "region_error"),
+            "portrait_error_worst": ("fidelity_worst", "portrait_error"),
+            "psnr_worst_window": ("fidelity_worst", "psnr")}
+    results = [dict(r, fidelity_worst=r.get("fidelity", {}).get("worst", {})) for r in results]
     out = {"clips": len(results)}
     for name, (a, b) in keys.items():
         values = [r[a][b] for r in results if a in r and r[a].get(b) is not None]
         if values:
             out[name] = float(np.mean(values))
+    out["fidelity_flagged_clips"] = sum(1 for r in results if r.get("fidelity", {}).get("flagged"))
     return out

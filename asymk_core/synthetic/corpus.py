@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import input_error
-from .avatar import make_identity, motion_tracks, render_frames, render_portrait
+from .avatar import NEUTRAL_WIDTH, make_identity, motion_tracks, render_frames, render_portrait
 from .speech import (
     SAMPLE_RATE, Segment, articulation_targets, derive_seed, synthesize_speech, track_to_json, voice_for_seed,
 )
@@ -68,6 +68,7 @@ class Sample:
     motion_seed: int
     variety: str = "classic"
     regions: np.ndarray | None = None  # uint8 [N, H, W] avatar.REGIONS codes, when asked for
+    portrait_regions: np.ndarray | None = None  # uint8 [H, W] the same for the portrait
 
     @property
     def num_frames(self) -> int:
@@ -105,7 +106,9 @@ def make_sample(identity_seed: int, utterance_seed: int, seconds: float, *, size
     tracks = {"mouth_open": mouth_open, "mouth_width": mouth_width, **motion, "identity": ident.vector()}
     return Sample(frames=frames, audio=audio, sample_rate=SAMPLE_RATE, fps=float(fps), tracks=tracks, phones=phones,
                   portrait=render_portrait(identity_seed, size, variety), identity_seed=int(identity_seed),
-                  utterance_seed=int(utterance_seed), motion_seed=int(motion_seed), variety=variety, regions=labels)
+                  utterance_seed=int(utterance_seed), motion_seed=int(motion_seed), variety=variety, regions=labels,
+                  portrait_regions=render_frames(ident, [0.0], [NEUTRAL_WIDTH], size=size, regions=True)[1][0]
+                  if regions else None)
 
 
 def random_sample(rng: np.random.Generator, seconds: float, *, split: str = "train", num_identities: int | None = None,
@@ -135,6 +138,7 @@ class ClipSpec:
     seconds: float
     fps: float
     size: int
+    variety: str = "classic"
 
     @property
     def video_path(self) -> str:
@@ -155,9 +159,9 @@ class ClipSpec:
                 "duration": self.seconds, "num_frames": int(round(self.seconds * self.fps)), "fps": self.fps,
                 "size": self.size, "sample_rate": SAMPLE_RATE}
 
-    def sample(self, render: bool = True) -> Sample:
+    def sample(self, render: bool = True, regions: bool = False) -> Sample:
         return make_sample(self.identity_seed, self.utterance_seed, self.seconds, size=self.size, fps=self.fps,
-                           motion_seed=self.motion_seed, render=render)
+                           motion_seed=self.motion_seed, render=render, variety=self.variety, regions=regions)
 
 
 @dataclass(frozen=True)
