@@ -216,3 +216,24 @@ def test_drift_script_end_to_end(tmp_path):
     report = drift.main(["--report-only", "--out", str(tmp_path / "out")])
     assert len(report["results"]) == 5 and "on cpu, 1 thread;" in report["table"]
     assert "| worst min | mean |" in (tmp_path / "out" / "drift.md").read_text()
+
+
+def test_fidelity_benchmark_scores_identities_and_cartoons(tmp_path, tiny_pipe):
+    fidelity = load_script("fidelity")
+    size, fps = int(tiny_pipe.config.height), float(tiny_pipe.config.fps)
+    subjects = list(fidelity.subjects(1, 1, 2.0, size, fps))
+    assert [s[0] for s in subjects] == ["classic0", "wide0", "cartoon0"]
+    name, portrait, audio, sample = subjects[1]
+    scored = fidelity.score_subject(tiny_pipe, portrait, audio, sample, fps)
+    assert scored["num_frames"] == 50 and set(scored["sheet_frames"]) == {0.0, 1.0}
+    windows = scored["standard"]["windows"]
+    assert [w["window"] for w in windows] == ["0-1 s", "1-4 s"] and windows[1]["stop_s"] == 2.0
+    assert "region_error" in windows[0] and "portrait_error" in windows[0] and "psnr" in windows[0]
+    assert not scored["standard"]["passed"]  # an untrained model does not keep the colours
+    cartoon = fidelity.score_subject(tiny_pipe, *subjects[2][1:], fps)
+    assert "region_error" not in cartoon["standard"]["windows"][0]
+    assert [w["window"] for w in cartoon["per_5s"]["windows"]] == ["0-2 s"]
+    fidelity.write_sheet(tmp_path / "sheet.png", [(name, portrait, scored["sheet_frames"])])
+    from PIL import Image
+
+    assert Image.open(tmp_path / "sheet.png").size == (6 * size * 3, size * 3 + 14)

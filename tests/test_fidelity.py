@@ -104,3 +104,15 @@ def test_psnr_floor_and_identity_limit_flag_windows():
     assert report["worst"]["psnr"] == 20.0
     with pytest.raises(ValueError, match="fidelity_report"):
         fidelity_report(FPS)
+
+
+def test_equal_windows_and_drawn_cartoons():
+    from asymk_talker.asymk_core.eval.cartoons import draw_cartoon
+
+    windows = time_windows(int(12 * FPS), FPS, window_seconds=5)
+    assert [w["name"] for w in windows] == ["0-5 s", "5-10 s", "10-12 s"] and windows[-1]["stop"] == 300
+    cartoon = draw_cartoon(2)
+    assert cartoon.image.shape == (64, 64, 3) and np.array_equal(cartoon.image, draw_cartoon(2).image)
+    masks = portrait_regions(cartoon.image)
+    np.testing.assert_allclose(region_means(cartoon.image[None], masks)[0], [cartoon.background, cartoon.shirt])
+    assert not np.array_equal(cartoon.image, draw_cartoon(3).image)

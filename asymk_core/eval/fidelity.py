@@ -41,10 +41,15 @@ still measures the right colours. The mouth is too small to erode: its mask is *
 instead (lips, inner mouth and the skin around them), which a small shift does not change much."""
 
 
-def time_windows(num_frames: int, fps: float) -> list[dict]:
+def time_windows(num_frames: int, fps: float, window_seconds: float | None = None) -> list[dict]:
     """The report windows that start before the video ends: ``[{"name", "start_s", "stop_s",
-    "start", "stop"}]`` (frames ``[start, stop)``, the last window cut at the video's end)."""
+    "start", "stop"}]`` (frames ``[start, stop)``, the last window cut at the video's end).
+    ``window_seconds`` replaces the standard windows by equal ones of that length."""
     seconds = num_frames / float(fps)
+    if window_seconds:
+        edges = list(np.arange(0.0, seconds, float(window_seconds))) + [seconds]
+        return [{"name": f"{a:g}-{b:g} s", "start_s": float(a), "stop_s": float(b), "start": int(round(a * fps)),
+                 "stop": min(int(round(b * fps)), num_frames)} for a, b in zip(edges[:-1], edges[1:])]
     edges = [0.0, 1.0, 4.0, 10.0, 60.0]
     while edges[-1] < seconds:
         edges.append(edges[-1] + 60.0)
@@ -128,13 +133,15 @@ def fidelity_report(fps: float, *, region_colours: np.ndarray | None = None,
                     gt_region_colours: np.ndarray | None = None, portrait_colours: np.ndarray | None = None,
                     portrait_reference: np.ndarray | None = None, psnr: np.ndarray | None = None,
                     identity: np.ndarray | None = None, identity_gt: np.ndarray | None = None,
-                    psnr_floor: float | None = None, identity_limit: float | None = None) -> dict:
+                    psnr_floor: float | None = None, identity_limit: float | None = None,
+                    window_seconds: float | None = None) -> dict:
     """The windowed report from per-frame measurements (any may be omitted).
 
     ``region_colours`` / ``gt_region_colours`` ``[N, 5, 3]`` (:func:`region_means` of the video and
     of the ground truth with the ground truth's masks); ``portrait_colours`` ``[N, 2, 3]`` (the video
     in :func:`portrait_regions`) and ``portrait_reference`` ``[2, 3]`` (the portrait in the same
-    masks); ``psnr`` ``[N]`` dB; ``identity`` / ``identity_gt`` ``[N]`` distances to the portrait.
+    masks); ``psnr`` ``[N]`` dB; ``identity`` / ``identity_gt`` ``[N]`` distances to the portrait;
+    ``window_seconds``: equal windows instead of the standard ones.
     Returns ``{"windows": [...], "worst": {...}, "flagged": [window names], "passed": bool,
     "thresholds": {...}}``.
     """
@@ -143,7 +150,7 @@ def fidelity_report(fps: float, *, region_colours: np.ndarray | None = None,
         raise input_error("fidelity_report", "nothing to report", "pass region colours, portrait colours or psnr")
     n = min(lengths)
     windows = []
-    for window in time_windows(n, fps):
+    for window in time_windows(n, fps, window_seconds):
         sl = slice(window["start"], window["stop"])
         row = {"window": window["name"], "start_s": window["start_s"], "stop_s": window["stop_s"]}
         flags = []
