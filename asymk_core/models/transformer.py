@@ -33,6 +33,7 @@ from diffusers.utils import BaseOutput
 
 from ..errors import input_error
 from .audio_projection import AudioProjection
+from .kernel_attention import KERNEL_ATTENTION, BlockCausalAttnProcessor, KernelCache
 
 PRESETS: dict[str, dict] = {
     # Seconds on CPU; used by the tests.
@@ -86,11 +87,12 @@ class AsymKTransformerBlock(nn.Module):
     AdaLN-zero modulation comes per token (from per-frame timesteps) as ``[B, S, 6, D]``.
     """
 
-    def __init__(self, dim: int, ffn_dim: int, num_heads: int, eps: float = 1e-6):
+    def __init__(self, dim: int, ffn_dim: int, num_heads: int, eps: float = 1e-6, block_causal: bool = False):
         super().__init__()
         head_dim = dim // num_heads
         self.norm1 = FP32LayerNorm(dim, eps, elementwise_affine=False)
-        self.attn1 = WanAttention(dim=dim, heads=num_heads, dim_head=head_dim, eps=eps, processor=WanAttnProcessor())
+        processor = BlockCausalAttnProcessor() if block_causal else WanAttnProcessor()
+        self.attn1 = WanAttention(dim=dim, heads=num_heads, dim_head=head_dim, eps=eps, processor=processor)
         self.norm_audio = FP32LayerNorm(dim, eps, elementwise_affine=True)
         self.audio_attn = WanAttention(
             dim=dim, heads=num_heads, dim_head=head_dim, eps=eps, cross_attention_dim_head=head_dim,
@@ -108,13 +110,16 @@ class AsymKTransformerBlock(nn.Module):
         audio_tokens: torch.Tensor | None,
         kernel_frames: int,
         tokens_per_frame: int,
+        attention_kwargs: dict | None = None,
     ) -> torch.Tensor:
+        """``kernel_frames``: kernel frames present in ``hidden_states`` (0 when they come from a
+        :class:`KernelCache`); ``attention_kwargs`` go to a block-causal self-attention."""
         shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (
             self.scale_shift_table + modulation.float()
         ).unbind(2)
 
         normed = (self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa).type_as(hidden_states)
-        attn_output = self.attn1(normed, None, None, rotary_emb)
+        attn_output = self.attn1(normed, None, None, rotary_emb, **(attention_kwargs or {}))
         hidden_states = (hidden_states.float() + attn_output * gate_msa).type_as(hidden_states)
 
         if audio_tokens is not None:
@@ -165,8 +170,11 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         audio_frames_per_latent: int = 4,
         audio_tokens_per_frame: int = 2,
         audio_hidden_dim: int = 64,
+        kernel_attention: str = "full",
     ):
         super().__init__()
+        if kernel_attention not in KERNEL_ATTENTION:
+            raise input_error("kernel_attention", f"got {kernel_attention!r}", f"use one of {list(KERNEL_ATTENTION)}")
         dim = num_attention_heads * attention_head_dim
         # Channels in: noisy/kernel latents, TRE reference latents, and a kernel mask channel.
         in_channels = 2 * latent_channels + 1
@@ -179,7 +187,8 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             hidden_dim=audio_hidden_dim, tokens_per_frame=audio_tokens_per_frame, out_dim=dim,
         )
         self.blocks = nn.ModuleList(
-            [AsymKTransformerBlock(dim, ffn_dim, num_attention_heads, eps) for _ in range(num_layers)]
+            [AsymKTransformerBlock(dim, ffn_dim, num_attention_heads, eps, kernel_attention == "block_causal")
+             for _ in range(num_layers)]
         )
         self.norm_out = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.proj_out = nn.Linear(dim, latent_channels * math.prod(patch_size))
@@ -212,11 +221,20 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         audio_features: torch.Tensor | None,
         kernel_frames: int,
         return_dict: bool = True,
+        kernel_cache: KernelCache | None = None,
     ) -> AsymKTransformerOutput | tuple[torch.Tensor]:
         """Predict the velocity for one ``[kernel | chunk]`` window. Shapes: see the module docstring.
 
         ``audio_features=None`` drops the audio condition (the unconditional branch of guidance).
+        ``kernel_cache`` (``kernel_attention="block_causal"`` only): an empty cache is filled by
+        this call; a filled one skips the kernel tokens (their keys/values and output come from
+        it), which gives the same output.
         """
+        block_causal = self.config.get("kernel_attention", "full") == "block_causal"
+        if kernel_cache is not None and not block_causal:
+            raise input_error("kernel_cache", "this model uses full kernel attention",
+                              "pass kernel_cache only to a model with kernel_attention='block_causal'")
+        cached = kernel_cache is not None and kernel_cache.filled
         batch, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
         if p_t != 1:
@@ -228,8 +246,15 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         model_input = torch.cat([hidden_states, reference_latents.to(hidden_states.dtype), kernel_mask], dim=1)
 
         rotary_emb = self.rope(model_input)
-        tokens = self.patch_embedding(model_input).flatten(2).transpose(1, 2).contiguous()
         tokens_per_frame = (height // p_h) * (width // p_w)
+        present_kernel_frames = kernel_frames
+        if cached:  # the chunk frames only: kernel states come from the cache
+            skip = kernel_frames * tokens_per_frame
+            model_input, timestep = model_input[:, :, kernel_frames:], timestep[:, kernel_frames:]
+            rotary_emb = tuple(r[:, skip:] for r in rotary_emb)
+            present_kernel_frames = 0
+        present_frames = model_input.shape[2]
+        tokens = self.patch_embedding(model_input).flatten(2).transpose(1, 2).contiguous()
 
         temb, modulation = self.condition_embedder(timestep.float())
         # Per-frame conditioning to per-token: [B, F, ...] -> [B, F * tokens_per_frame, ...].
@@ -240,8 +265,17 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         if audio_features is not None:
             audio_tokens = self.audio_projection(audio_features.to(tokens.dtype))
 
-        for block in self.blocks:
-            args = (tokens, modulation, rotary_emb, audio_tokens, kernel_frames, tokens_per_frame)
+        for index, block in enumerate(self.blocks):
+            attention_kwargs = None
+            if block_causal:
+                slot = None
+                if kernel_cache is not None:
+                    if not cached:
+                        kernel_cache.layers.append({})
+                    slot = kernel_cache.layers[index]
+                attention_kwargs = {"kernel_tokens": present_kernel_frames * tokens_per_frame, "cache_slot": slot}
+            args = (tokens, modulation, rotary_emb, audio_tokens, present_kernel_frames, tokens_per_frame,
+                    attention_kwargs)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 tokens = self._gradient_checkpointing_func(block, *args)
             else:
@@ -251,8 +285,12 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         tokens = (self.norm_out(tokens.float()) * (1 + scale) + shift).type_as(tokens)
         tokens = self.proj_out(tokens)
 
-        tokens = tokens.reshape(batch, frames, height // p_h, width // p_w, p_t, p_h, p_w, -1)
+        tokens = tokens.reshape(batch, present_frames, height // p_h, width // p_w, p_t, p_h, p_w, -1)
         output = tokens.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        if cached:
+            output = torch.cat([kernel_cache.kernel_output.to(output.dtype), output], dim=2)
+        elif kernel_cache is not None:
+            kernel_cache.kernel_output = output[:, :, :kernel_frames].detach()
         if not return_dict:
             return (output,)
         return AsymKTransformerOutput(sample=output)
