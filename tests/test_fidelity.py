@@ -32,6 +32,8 @@ def test_windows_cover_the_video_once():
     assert all(a["stop"] == b["start"] for a, b in zip(windows, windows[1:]))
     assert windows[-1]["stop_s"] == 150.0
     assert [w["name"] for w in time_windows(50, FPS)] == ["0-1 s", "1-4 s"]
+    sliver = time_windows(int(60 * FPS) + 1, FPS)  # 1 + 4k frames: one frame past the minute
+    assert sliver[-1]["name"] == "10-60 s" and sliver[-1]["stop"] == int(60 * FPS) + 1
 
 
 def test_region_means_are_exact_on_flat_colour():

@@ -58,6 +58,9 @@ def time_windows(num_frames: int, fps: float, window_seconds: float | None = Non
         start, stop = int(round(a * fps)), min(int(round(b * fps)), num_frames)
         if start >= num_frames:
             break
+        if windows and stop - start < fps:  # a last sliver (under a second) joins the window before
+            windows[-1].update(stop=stop, stop_s=seconds)
+            break
         name = f"{a:g}-{b:g} s" if b <= 60 else f"minute {int(b // 60)}"
         windows.append({"name": name, "start_s": a, "stop_s": min(b, seconds), "start": start, "stop": stop})
     return windows
