@@ -17,6 +17,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from .errors import input_error
+from .kclg import audio_frame_centres, audio_window_index
 
 SAMPLE_RATE = 16_000
 FEATURE_RATE = 50
@@ -502,8 +503,7 @@ class FrameAudioFeatures:
 
     def feature_index(self, frames) -> np.ndarray:
         """Centre feature frame of each video frame index (int64 array)."""
-        frames = np.asarray(frames, dtype=np.float64)
-        return np.floor(frames * FEATURE_RATE / self.fps + 0.5).astype(np.int64)
+        return audio_frame_centres(frames, self.fps, FEATURE_RATE)
 
     def _features(self, start: int, stop: int) -> torch.Tensor:
         """Features for feature frames [start, stop) (inside the audio), from the cached segment.
@@ -540,9 +540,7 @@ class FrameAudioFeatures:
         out = torch.zeros(num_frames, self.window, self.num_layers, self.feature_dim)
         if num_frames == 0:
             return out
-        half = self.window // 2
-        centres = self.feature_index(np.arange(start_frame, start_frame + num_frames))
-        index = centres[:, None] + np.arange(-half, half + 1)[None, :]  # [n, W]
+        index = audio_window_index(start_frame, num_frames, self.fps, self.window, FEATURE_RATE)  # [n, W]
         valid = (index >= 0) & (index < self.num_features)
         if valid.any():
             lo, hi = int(index[valid].min()), int(index[valid].max()) + 1
