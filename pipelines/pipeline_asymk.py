@@ -199,34 +199,18 @@ class AsymKPipeline(DiffusionPipeline):
             feature_extractor=self.feature_extractor,
         )
 
-    def resolve_settings(
-        self,
-        height: int | None = None,
-        width: int | None = None,
-        fps: float | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        chunk_frames: int | None = None,
-        kernel_frames: int | None = None,
-        sampler: str | None = None,
-        generator: torch.Generator | None = None,
-        callback_on_step_end_tensor_inputs: list[str] | None = None,
-    ) -> RenderSettings:
-        """The one resolver of render settings: each ``None`` takes the model folder's default (its
-        pipeline config; the steps are the config's whichever sampler is chosen), then
-        :meth:`check_inputs`."""
-        config = self.config
-
-        def pick(value, default):
-            return default if value is None else value
-
-        settings = dict(
-            height=pick(height, config.height), width=pick(width, config.width), fps=pick(fps, config.fps),
-            num_inference_steps=pick(num_inference_steps, config.num_inference_steps),
-            guidance_scale=pick(guidance_scale, config.guidance_scale),
-            chunk_frames=pick(chunk_frames, config.chunk_frames), kernel_frames=pick(kernel_frames, config.kernel_frames),
-            sampler=pick(sampler, config.sampler),
-        )
+    def resolve_settings(self, generator: torch.Generator | None = None,
+                         callback_on_step_end_tensor_inputs: list[str] | None = None, **overrides) -> RenderSettings:
+        """The one resolver of render settings. ``overrides``: ``height``, ``width``, ``fps``,
+        ``num_inference_steps``, ``guidance_scale``, ``chunk_frames``, ``kernel_frames``, ``sampler``;
+        each one missing or ``None`` takes the model folder's default (its pipeline config; the steps
+        are the config's whichever sampler is chosen). Then :meth:`check_inputs`."""
+        names = ("height", "width", "fps", "num_inference_steps", "guidance_scale", "chunk_frames", "kernel_frames",
+                 "sampler")
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(f"resolve_settings() got unexpected arguments {unknown}")
+        settings = {name: self.config[name] if overrides.get(name) is None else overrides[name] for name in names}
         self.check_inputs(**settings, generator=generator,
                           callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
         settings["guidance_scale"] = float(settings["guidance_scale"])
@@ -263,8 +247,11 @@ class AsymKPipeline(DiffusionPipeline):
                 raise input_error("fps", f"{fps!r} differs from the audio features' {audio.fps:g} fps",
                                   "leave fps unset, or encode the audio at that fps")
             fps = audio.fps
-        settings = self.resolve_settings(height, width, fps, num_inference_steps, guidance_scale, chunk_frames,
-                                         kernel_frames, sampler, generator, callback_on_step_end_tensor_inputs)
+        settings = self.resolve_settings(
+            generator, callback_on_step_end_tensor_inputs, height=height, width=width, fps=fps,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, chunk_frames=chunk_frames,
+            kernel_frames=kernel_frames, sampler=sampler,
+        )
         if image is None and reference_latents is None:
             raise input_error("image", "no portrait was given", "pass the portrait image")
         image_tensor = None if image is None else preprocess_image(image, settings.height, settings.width)
@@ -277,31 +264,13 @@ class AsymKPipeline(DiffusionPipeline):
 
     # ----------------------------------------------------------------------------------- streaming
     @torch.no_grad()
-    def stream(
-        self,
-        image,
-        audio,
-        sample_rate: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        fps: float | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        chunk_frames: int | None = None,
-        kernel_frames: int | None = None,
-        sampler: str | None = None,
-        generator: torch.Generator | None = None,
-        callback_on_step_end: Callable | None = None,
-        callback_on_step_end_tensor_inputs: list[str] | None = None,
-    ) -> Iterator[AsymKStreamChunk]:
+    def stream(self, image, audio, **kwargs) -> Iterator[AsymKStreamChunk]:
         """Like ``__call__`` but yields frames chunk by chunk as they are generated (constant memory).
 
-        Arguments are those of ``__call__``; each item is an :class:`AsymKStreamChunk`.
+        Keyword arguments are those of ``__call__`` (without ``output_type`` / ``return_dict``), as
+        :meth:`prepare` takes them; each item is an :class:`AsymKStreamChunk`.
         """
-        session = self.prepare(
-            image, audio, sample_rate, height, width, fps, num_inference_steps, guidance_scale, chunk_frames,
-            kernel_frames, sampler, generator, callback_on_step_end, callback_on_step_end_tensor_inputs,
-        )
+        session = self.prepare(image, audio, **kwargs)
         plan = session.plan
         for chunk in session.chunks():
             yield AsymKStreamChunk(
