@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,6 @@ def _wav_missing_bytes(path: Path) -> int:
     libsndfile silently reads what is there, so a cut-off download would otherwise give a shorter
     video. Streaming placeholders (size 0 or 0xFFFFFFFF) are not counted as truncation.
     """
-    import struct
-
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:

@@ -8,6 +8,7 @@ target; on failure the partial file is deleted, so a half-written video never ap
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import uuid
@@ -60,8 +61,6 @@ def _check_output_path(path, argument: str) -> Path:
 
 def _write_error(argument: str, path: Path, exc: BaseException, creating: bool = False) -> Exception:
     """An OS/FFmpeg failure while creating or writing ``path`` -> one clear error naming ``argument``."""
-    import errno
-
     code = getattr(exc, "errno", None)
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     if code in (errno.ENOSPC, errno.EDQUOT):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asymk_talker.asymk_core.models.transformer import AsymKTransformer
 from asymk_talker.asymk_core.models.wan_init import transformer_from_wan
 
 TINY_WAN = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,

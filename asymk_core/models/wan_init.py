@@ -39,7 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKLWan
+from safetensors.torch import load_file
 
+from ..audio import LogMelAudioEncoder
 from ..errors import input_error
 from .transformer import PRESETS, AsymKTransformer
 
@@ -86,8 +89,6 @@ def _component_folder(root: Path, subfolder: str, config_name: str = "config.jso
 
 # ------------------------------------------------------------------------------------ reading Wan
 def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     index = folder / "diffusion_pytorch_model.safetensors.index.json"
     single = folder / "diffusion_pytorch_model.safetensors"
     if single.is_file():
@@ -258,8 +259,6 @@ def transformer_from_wan(path: str | os.PathLike, *, preset: str = "base", audio
 # ------------------------------------------------------------------------------- other components
 def load_vae(path: str | os.PathLike, torch_dtype: torch.dtype | None = None, **resolve_kwargs):
     """``AutoencoderKLWan`` from a VAE folder or a pipeline folder / Hub id with ``vae/`` (e.g. Wan2.1's)."""
-    from diffusers import AutoencoderKLWan
-
     root = resolve_pretrained(path, allow_patterns=["vae/*", "config.json", "diffusion_pytorch_model*"],
                               argument="vae", **resolve_kwargs)
     folder = _component_folder(root, "vae")
@@ -271,8 +270,6 @@ def load_audio_encoder(path: str | os.PathLike | None, torch_dtype: torch.dtype 
     """``(audio_encoder, feature_extractor)``: ``"log-mel"``/``None`` -> (``LogMelAudioEncoder()``,
     ``None``); a wav2vec2 folder or Hub id (e.g. ``facebook/wav2vec2-base-960h``) ->
     (``Wav2Vec2Model``, ``Wav2Vec2FeatureExtractor``)."""
-    from ..audio import LogMelAudioEncoder
-
     if path in (None, "log-mel", "logmel"):
         return LogMelAudioEncoder().eval(), None
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
