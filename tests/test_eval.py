@@ -150,6 +150,7 @@ def test_eval_command_on_a_saved_pipeline(tmp_path, capsys):
 
 
 def test_command_constants_match_evaluate():
-    from asymk_talker.asymk_core.eval import command, evaluate
+    from asymk_talker.asymk_core.eval import evaluate
+    from asymk_talker.cli import eval as command
 
     assert command.EVAL_SPLITS == evaluate.EVAL_SPLITS and command.GROUND_TRUTH == evaluate.GROUND_TRUTH
