@@ -15,7 +15,7 @@ from pathlib import Path
 
 def _package_cli():
     if __package__:  # python -m asymk_talker
-        return importlib.import_module(f"{__package__}.asymk_core.cli")
+        return importlib.import_module(f"{__package__}.cli.main")
     root = Path(__file__).resolve().parent
     # run as a folder: its sub-folders (nodes, tests, train, ...) must not become top-level modules
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != root]
@@ -25,7 +25,7 @@ def _package_cli():
         package = importlib.util.module_from_spec(spec)
         sys.modules["asymk_talker"] = package
         spec.loader.exec_module(package)
-    return importlib.import_module("asymk_talker.asymk_core.cli")
+    return importlib.import_module("asymk_talker.cli.main")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,7 @@ Gradients: the rollout runs without gradient, except the *exit step* of every tr
 handed to the next chunk is always detached, so no gradient crosses a chunk boundary. The exit
 step's ``x_0`` is both the chunk's output and the source of the next chunk's kernel.
 
-Flow convention (:mod:`.sampling`): ``x_sigma = (1 - sigma) x_0 + sigma * noise``, ``v = noise - x_0``,
-so ``x_0 = x_sigma - sigma v``.
+Flow-matching algebra (noising, ``x_0 = x_sigma - sigma v``): :mod:`.flow_matching`.
 """
 
 from __future__ import annotations
@@ -42,9 +41,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .flow_matching import add_noise, x0_from_velocity
 from .kclg import kclg_chunks
 from .sampling import ChunkConditions, guided_velocity, predict_velocity, sample_chunk_distilled
-from .training_losses import FlowLossOutput, add_noise, flow_matching_loss
+from .training_losses import FlowLossOutput, flow_matching_loss
 
 KERNEL_MODES = ("asymmetric", "teacher-forcing", "self-forcing")
 
@@ -216,7 +216,7 @@ def student_rollout(
             else:
                 previous = sample_chunk_distilled(student, noise, conditions, sigmas, generator, exit_step=last - 1)
                 sigma = sigmas[last]
-                noisy = (1 - sigma) * previous + sigma * _fresh_noise(previous, generator)
+                noisy = add_noise(previous, _fresh_noise(previous, generator), sigma)
             output = sample_chunk_distilled(student, noisy, conditions, sigmas[last:], generator, exit_step=0)
         exit_inputs[index] = noisy
         records.append(RolloutChunk(index=index, output=output, student_kernel=kernel, gt_kernel=gt.detach(),
@@ -234,7 +234,7 @@ def student_rollout(
         conditions = concat_conditions([r.conditions for r in chosen])
         with torch.enable_grad():
             velocity = predict_velocity(grad_student or student, noisy, sigma, conditions)
-            outputs = noisy - sigma.view(-1, 1, 1, 1, 1).to(noisy.dtype) * velocity
+            outputs = x0_from_velocity(noisy, velocity, sigma)
         for r, out in zip(chosen, outputs.split(shape[0])):
             r.output = out
     return records
@@ -265,7 +265,7 @@ def predict_x0(transformer, noisy: torch.Tensor, sigma: torch.Tensor, conditions
                guidance_scale: float = 1.0) -> torch.Tensor:
     """``x_0 = x_sigma - sigma v`` from a (optionally audio-guided) velocity; ``sigma`` ``[B]``."""
     velocity = guided_velocity(transformer, noisy, sigma, conditions, float(guidance_scale))
-    return noisy - sigma.view(-1, 1, 1, 1, 1).to(noisy.dtype) * velocity.to(noisy.dtype)
+    return x0_from_velocity(noisy, velocity, sigma)
 
 
 @dataclass
@@ -362,5 +362,5 @@ def ode_regression_loss(student, teacher, batch: AKDBatch | dict, sigmas: Sequen
     noisy = stacked[pick.to(stacked.device), torch.arange(size, device=stacked.device)]
     sigma = torch.tensor([float(sigmas[int(i)]) for i in pick], device=noisy.device)
     velocity = predict_velocity(grad_student or student, noisy, sigma, conditions)
-    prediction = noisy - sigma.view(-1, 1, 1, 1, 1).to(noisy.dtype) * velocity
+    prediction = x0_from_velocity(noisy, velocity, sigma)
     return F.mse_loss(prediction.float(), clean.float())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from .errors import input_error
+from .kclg import audio_frame_centres, audio_window_index
 
 SAMPLE_RATE = 16_000
 FEATURE_RATE = 50
@@ -100,8 +102,6 @@ def _wav_missing_bytes(path: Path) -> int:
     libsndfile silently reads what is there, so a cut-off download would otherwise give a shorter
     video. Streaming placeholders (size 0 or 0xFFFFFFFF) are not counted as truncation.
     """
-    import struct
-
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -502,8 +502,7 @@ class FrameAudioFeatures:
 
     def feature_index(self, frames) -> np.ndarray:
         """Centre feature frame of each video frame index (int64 array)."""
-        frames = np.asarray(frames, dtype=np.float64)
-        return np.floor(frames * FEATURE_RATE / self.fps + 0.5).astype(np.int64)
+        return audio_frame_centres(frames, self.fps, FEATURE_RATE)
 
     def _features(self, start: int, stop: int) -> torch.Tensor:
         """Features for feature frames [start, stop) (inside the audio), from the cached segment.
@@ -540,9 +539,7 @@ class FrameAudioFeatures:
         out = torch.zeros(num_frames, self.window, self.num_layers, self.feature_dim)
         if num_frames == 0:
             return out
-        half = self.window // 2
-        centres = self.feature_index(np.arange(start_frame, start_frame + num_frames))
-        index = centres[:, None] + np.arange(-half, half + 1)[None, :]  # [n, W]
+        index = audio_window_index(start_frame, num_frames, self.fps, self.window, FEATURE_RATE)  # [n, W]
         valid = (index >= 0) & (index < self.num_features)
         if valid.any():
             lo, hi = int(index[valid].min()), int(index[valid].max()) + 1

@@ -13,6 +13,7 @@ audio muxed in).
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import resource
@@ -21,9 +22,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import soundfile as sf
 import torch
 
 from .audio import SAMPLE_RATE, load_audio
+from .model_folder import PIPELINE_PRESETS
+from .models.transformer import PRESETS
+from .synthetic.speech import synthesize_speech
+from .video_io import VideoWriter
 
 # The distilled student's sampling: 4 steps, one transformer call per step, no guidance.
 STUDENT = dict(sampler="distilled", num_inference_steps=4, guidance_scale=1.0)
@@ -38,8 +44,6 @@ def preset_of(pipe) -> str | None:
 
 def folder_facts(folder) -> dict:
     """``dict(preset, config)`` of a pipeline folder, read from its JSON files (no weights loaded)."""
-    import json
-
     folder = Path(folder)
     config = {k: v for k, v in json.loads((folder / "model_index.json").read_text()).items()
               if not k.startswith("_") and not isinstance(v, list)}
@@ -48,8 +52,6 @@ def folder_facts(folder) -> dict:
 
 
 def _matching_preset(config) -> str | None:
-    from .models.transformer import PRESETS
-
     for name, values in PRESETS.items():
         if all(config.get(key) == value for key, value in values.items()):
             return name
@@ -60,8 +62,6 @@ def teacher_settings(pipe, steps: int | None = None, guidance: float | None = No
     """The teacher's default sampling for this pipeline: its own config when it is a teacher folder;
     for a distilled student folder (whose config holds the student's settings), the teacher defaults
     of the preset its shape matches. ``steps``/``guidance`` override."""
-    from .model_folder import PIPELINE_PRESETS
-
     config = pipe.config
     if config.get("sampler", "teacher") == "teacher":
         default_steps, default_guidance = int(config.num_inference_steps), float(config.guidance_scale)
@@ -85,10 +85,6 @@ def write_speech_wav(path, seconds: float, seed: int = 0, piece_seconds: float =
     Written in ``piece_seconds`` pieces (utterance seeds ``seed, seed + 1, ...``), so a 10-minute
     file costs no more memory than a 30-second one.
     """
-    import soundfile as sf
-
-    from .synthetic.speech import synthesize_speech
-
     path = Path(path)
     total = int(round(seconds * SAMPLE_RATE))
     written, index = 0, 0
@@ -186,8 +182,6 @@ def render(
     chunk's frames exist), ``chunks``, ``stages`` (seconds per stage, ``other`` = the rest), the
     sampling settings and ``transformer_calls``.
     """
-    from .video_io import VideoWriter
-
     device = pipe._execution_device
     fps = float(pipe.config.fps)
     height = int(height or pipe.config.height)

@@ -1,32 +1,35 @@
-"""End-to-end streaming generation: TRE -> KCLG chunk loop -> seamless decode, one chunk at a time.
+"""Streaming generation from TRE reference latents: the KCLG chunk loop -> seamless decode, one chunk at a time.
 
-This composes the method's parts for inference; the pipeline, the ComfyUI nodes and the CLI call
-it. Memory per chunk is constant: audio features, latents and decoder state are per chunk.
+This composes the method's parts for inference; the render session (``pipelines``) drives it for
+the pipeline, the CLI, resume and the ComfyUI nodes. Memory per chunk is constant: audio features,
+latents and decoder state are per chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .errors import input_error
-from .kclg import Chunk, ChunkPlan, DenoiseChunk, kclg_chunks, next_kernel
-from .sampling import ChunkConditions, sample_chunk_distilled, sample_chunk_teacher, shifted_sigmas
-from .tre import encode_reference
+from .kclg import Chunk, ChunkPlan, DenoiseChunk, chunk_audio_windows, initial_kernel, kclg_chunks
+from .sampling import (
+    ChunkConditions,
+    StepCallback,
+    check_sampler,
+    sample_chunk_distilled,
+    sample_chunk_teacher,
+    shifted_sigmas,
+)
 from .vae import StreamingDecoder, spatial_factor, temporal_factor
-
-SAMPLERS = ("teacher", "distilled")
-
-StepCallback = Callable[[int, int, int, torch.Tensor], torch.Tensor | None]
-"""``callback(chunk_index, step_index, num_steps, latents)``; may return replacement latents."""
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """``sampler``: ``teacher`` (Euler, many steps, audio guidance) or ``distilled`` (few steps)."""
+    """``sampler``: ``teacher`` (Euler, many steps, audio guidance) or ``distilled`` (few steps);
+    ``shift``: the time shift of the distilled schedule."""
 
     sampler: str = "teacher"
     num_inference_steps: int = 20
@@ -34,8 +37,7 @@ class SamplingSettings:
     shift: float = 3.0
 
     def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise input_error("sampler", f"unknown sampler {self.sampler!r}", f"use one of {SAMPLERS}")
+        check_sampler(self.sampler)
 
 
 @dataclass
@@ -47,11 +49,15 @@ class VideoChunk:
     start_frame: int
 
 
-def chunk_audio_features(audio, plan: ChunkPlan, chunk_index: int) -> torch.Tensor:
-    """Audio windows for one chunk: ``[1, n, r, W, L, D_a]`` (frames past the audio are zeros)."""
-    start = chunk_index * plan.video_frames_per_chunk
-    windows = audio.windows(start, plan.video_frames_per_chunk)
-    return windows.reshape(plan.chunk_frames, plan.temporal_factor, *windows.shape[1:]).unsqueeze(0)
+@dataclass
+class LoopState:
+    """What the chunk loop needs to continue at a chunk: that chunk's motion kernel
+    ``[B, C, kernel_frames, h, w]``, the ``torch.Generator`` state (uint8) before it, and the
+    streaming decoder's causal state (:meth:`StreamingDecoder.get_state`) after the chunk before."""
+
+    kernel: torch.Tensor | None = None
+    generator_state: torch.Tensor | None = None
+    decoder_state: dict | None = None
 
 
 def make_chunk_denoiser(
@@ -74,21 +80,18 @@ def make_chunk_denoiser(
         noise = randn_tensor(
             (batch, channels, plan.chunk_frames, height, width), generator=generator, device=device, dtype=dtype
         )
-        features = chunk_audio_features(audio, plan, chunk_index).to(device=device, dtype=dtype)
+        features = chunk_audio_windows(audio, plan, chunk_index).to(device=device, dtype=dtype)
         conditions = ChunkConditions(
             kernel=kernel.to(dtype), reference_latents=reference_latents,
             audio_features=features.expand(batch, *features.shape[1:]),
         )
-        callback = None
-        if step_callback is not None:
-            def callback(step, num_steps, latents):
-                return step_callback(chunk_index, step, num_steps, latents)
         if settings.sampler == "distilled":
             with torch.no_grad():
-                return sample_chunk_distilled(transformer, noise, conditions, sigmas, generator, callback)
+                return sample_chunk_distilled(transformer, noise, conditions, sigmas, generator, step_callback,
+                                              chunk_index=chunk_index)
         return sample_chunk_teacher(
             transformer, scheduler, noise, conditions, settings.num_inference_steps, settings.guidance_scale,
-            callback,
+            step_callback, chunk_index=chunk_index,
         )
 
     return denoise
@@ -129,29 +132,8 @@ def decode_chunks(
         yield VideoChunk(chunk=chunk, frames=to_frames(video), start_frame=start)
 
 
-def initial_kernel(reference_latents: torch.Tensor, plan: ChunkPlan) -> torch.Tensor:
-    """Chunk 0's motion kernel: the first ``plan.kernel_frames`` TRE reference latent frames."""
-    return reference_latents[:, :, : plan.kernel_frames]
-
-
-def split_chunks(latents: torch.Tensor, initial: torch.Tensor, plan: ChunkPlan) -> Iterator[Chunk]:
-    """Generated latents ``[B, C, num_chunks * chunk_frames, h, w]`` (chunks concatenated in order)
-    -> the :class:`Chunk` objects KCLG produced, for decoding latents that were stored (e.g. as a
-    ComfyUI LATENT) instead of streamed."""
-    expected = plan.num_chunks * plan.chunk_frames
-    if latents.ndim != 5 or latents.shape[2] != expected:
-        raise input_error("latents", f"expected [B, C, {expected}, h, w] latents for {plan.num_chunks} chunks of "
-                          f"{plan.chunk_frames} frames, got shape {tuple(latents.shape)}",
-                          "pass the latents produced by the AsymK chunk loop for this plan")
-    kernel = initial
-    for index in range(plan.num_chunks):
-        chunk_latents = latents[:, :, index * plan.chunk_frames : (index + 1) * plan.chunk_frames]
-        yield Chunk(index=index, kernel=kernel, latents=chunk_latents)
-        kernel = next_kernel(kernel, chunk_latents, plan.kernel_frames)
-
-
 @torch.no_grad()
-def generate_from_reference(
+def generate_chunks(
     transformer,
     vae,
     scheduler,
@@ -166,8 +148,10 @@ def generate_from_reference(
     kernel: torch.Tensor | None = None,
     decoder: StreamingDecoder | None = None,
 ) -> Iterator[VideoChunk | Chunk]:
-    """Like :func:`generate_video_chunks`, from TRE reference latents ``[B, C, plan.window_frames, h, w]``
-    that were already encoded (:func:`asymk_core.tre.encode_reference`).
+    """TRE reference latents ``[B, C, plan.window_frames, h, w]`` (:func:`asymk_core.tre.encode_reference`)
+    + per-frame audio -> decoded :class:`VideoChunk` objects, streamed (``decode=False``: the latent
+    :class:`Chunk` objects). ``audio`` provides ``windows(start_frame, num_frames) -> [num_frames, W, L, D_a]``
+    (:class:`asymk_core.audio.FrameAudioFeatures`).
 
     Resuming (see :mod:`asymk_core.render_state`): ``start_chunk`` is the first chunk to generate,
     ``kernel`` its motion kernel ``[B, C, kernel_frames, h, w]`` (required when ``start_chunk > 0``),
@@ -209,30 +193,3 @@ def generate_from_reference(
         yield from chunks
         return
     yield from decode_chunks(vae, chunks, first_kernel, plan, decoder)
-
-
-@torch.no_grad()
-def generate_video_chunks(
-    transformer,
-    vae,
-    scheduler,
-    image: torch.Tensor,
-    audio,
-    plan: ChunkPlan,
-    settings: SamplingSettings,
-    generator: torch.Generator | None = None,
-    step_callback: StepCallback | None = None,
-    decode: bool = True,
-) -> Iterator[VideoChunk | Chunk]:
-    """Portrait ``[B, 3, H, W]`` in [-1, 1] + per-frame audio features -> decoded chunks, streamed.
-
-    ``audio`` provides ``windows(start_frame, num_frames) -> [num_frames, W, L, D_a]`` (see
-    :class:`asymk_core.audio.FrameAudioFeatures`). With ``decode=False`` the raw latent
-    :class:`Chunk` objects are yielded instead.
-    """
-    if plan.temporal_factor != temporal_factor(vae):
-        raise ValueError("`plan.temporal_factor` does not match the VAE.")
-    reference_latents = encode_reference(vae, image.to(vae.device), plan.window_frames)
-    yield from generate_from_reference(
-        transformer, vae, scheduler, reference_latents, audio, plan, settings, generator, step_callback, decode
-    )

@@ -26,6 +26,7 @@ segments, so decoded frames differ by the codec's rounding.)
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -35,8 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save
 
+from .audio import SAMPLE_RATE
 from .errors import input_error
+from .generation import LoopState
+from .video_io import VideoWriter, _check_output_path, write_chunks
 
 STATE_FORMAT = 1
 STATE_FILE = "state.json"
@@ -67,6 +72,15 @@ class RenderState:
     generator_state: torch.Tensor | None = None
     decoder_state: dict | None = None
 
+    @property
+    def loop(self) -> LoopState:
+        """The chunk loop's part of the state (what :meth:`RenderSession.chunks` resumes from)."""
+        return LoopState(kernel=self.kernel, generator_state=self.generator_state, decoder_state=self.decoder_state)
+
+    @loop.setter
+    def loop(self, value: LoopState) -> None:
+        self.kernel, self.generator_state, self.decoder_state = value.kernel, value.generator_state, value.decoder_state
+
 
 def _fsync_write(path: Path, data: bytes) -> None:
     temporary = path.with_name(path.name + ".tmp")
@@ -79,8 +93,6 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 def save_state(folder, state: RenderState) -> None:
     """Write ``state`` into ``folder`` atomically (tensors first, then ``state.json``)."""
-    from safetensors.torch import save
-
     folder = Path(folder)
     tensors: dict[str, torch.Tensor] = {}
     if state.kernel is not None:
@@ -119,8 +131,6 @@ def load_state(folder, settings: dict, argument: str = "--resume") -> RenderStat
     Raises a clear error naming ``argument`` when the state is unreadable or was saved for other
     ``settings`` (a different input, model, seed or option), so a render never mixes two runs.
     """
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     state_path = folder / STATE_FILE
     if not state_path.is_file():
@@ -199,67 +209,44 @@ def model_digest(pipe) -> str:
 
 
 def render_resumable(
-    pipe,
-    image,
-    waveform: np.ndarray,
+    session,
     output,
     *,
-    height: int | None = None,
-    width: int | None = None,
-    fps: float | None = None,
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    chunk_frames: int | None = None,
-    kernel_frames: int | None = None,
-    sampler: str | None = None,
-    seed: int = 0,
     checkpoint_every: int = 4,
     argument: str = "output",
     resume_argument: str = "resume",
     on_chunk: Callable[[int, int, int, np.ndarray], None] | None = None,
 ) -> dict:
-    """Render ``image`` + 16 kHz mono ``waveform`` to ``output`` (mp4), checkpointing every
-    ``checkpoint_every`` chunks in ``<output>.resume/`` and continuing from there if it exists.
+    """Render a prepared session (:meth:`AsymKPipeline.prepare`, with a seeded ``generator``) to
+    ``output`` (mp4), checkpointing every ``checkpoint_every`` chunks in ``<output>.resume/`` and
+    continuing from there if it exists.
 
-    Arguments are those of :meth:`AsymKPipeline.stream`; the noise comes from
-    ``torch.Generator().manual_seed(seed)``. ``on_chunk(chunk_index, num_chunks, frames_written,
-    frames)`` is called after each chunk is written (``frames`` float32 ``[f, H, W, 3]`` in [0, 1]).
-    Returns ``dict(path, num_frames, num_chunks, resumed_from)``.
+    ``on_chunk(chunk_index, num_chunks, frames_written, frames)`` is called after each chunk is
+    written and checkpointed (``frames`` float32 ``[f, H, W, 3]`` in [0, 1]). Returns
+    ``dict(path, num_frames, num_chunks, resumed_from)``.
     """
-    from .audio import SAMPLE_RATE
-    from .generation import generate_from_reference
-    from .image import preprocess_image
-    from .kclg import next_kernel
-    from .tre import encode_reference
-    from .vae import StreamingDecoder
-    from .video_io import VideoWriter, _check_output_path
-
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or not \
             1 <= checkpoint_every <= 100_000:
         raise input_error("checkpoint_every", f"{checkpoint_every!r} is not a positive number of chunks",
                           "pass an integer >= 1, e.g. 4")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise input_error("seed", f"expected an integer, got {type(seed).__name__}", "pass e.g. 0", kind=TypeError)
+    if not isinstance(session.generator, torch.Generator):
+        raise input_error("generator", "a resumable render needs a seeded torch.Generator",
+                          "prepare the session with generator=torch.Generator().manual_seed(seed)", kind=TypeError)
+    if session.image is None:
+        raise input_error("image", "a resumable render needs the portrait image", "prepare the session with image=")
     target = _check_output_path(output, argument)
     folder = resume_folder(target)
     if folder.exists() and not folder.is_dir():
         raise input_error(resume_argument, f"{folder} exists and is not a folder", f"delete or rename {folder}")
 
-    height, width, fps, steps, guidance, chunk_frames, kernel_frames = pipe._resolve(
-        height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames)
-    pipe.check_inputs(height, width, fps, steps, guidance, chunk_frames, kernel_frames, "np", None, None)
-    image_tensor = preprocess_image(image, height, width)
-    audio = pipe.encode_audio(waveform, SAMPLE_RATE, fps)
-    plan = pipe.prepare_plan(audio.num_frames, chunk_frames, kernel_frames)
-    settings = pipe._settings(steps, guidance, sampler)
-    device = pipe._execution_device
+    pipe, settings, plan, audio = session.pipe, session.settings, session.plan, session.audio
     fingerprint = dict(
-        image=_digest(image_tensor.numpy()), audio=_digest(audio.waveform), model=model_digest(pipe),
-        height=height, width=width, fps=float(fps), steps=settings.num_inference_steps,
+        image=_digest(session.image.cpu().numpy()), audio=_digest(audio.waveform), model=model_digest(pipe),
+        height=settings.height, width=settings.width, fps=float(settings.fps), steps=settings.num_inference_steps,
         guidance=settings.guidance_scale, sampler=settings.sampler, shift=settings.shift,
         chunk_frames=plan.chunk_frames, kernel_frames=plan.kernel_frames, num_frames=plan.num_frames,
-        seed=seed, checkpoint_every=checkpoint_every, device=str(device), dtype=str(pipe.transformer.dtype),
-        torch=torch.__version__,
+        seed=session.generator.initial_seed(), checkpoint_every=checkpoint_every,
+        device=str(pipe._execution_device), dtype=str(pipe.transformer.dtype), torch=torch.__version__,
     )
     state = load_state(folder, fingerprint, resume_argument)
     folder.mkdir(exist_ok=True)
@@ -268,54 +255,35 @@ def render_resumable(
     if state is None:
         state = RenderState(settings=fingerprint)
 
-    generator = torch.Generator().manual_seed(seed)
-    if state.generator_state is not None:
-        generator.set_state(state.generator_state)
-    decoder = StreamingDecoder(pipe.vae)
-    if state.decoder_state is not None:
-        decoder.set_state(state.decoder_state)
-
-    def segment_writer(first_chunk: int) -> VideoWriter:
-        return VideoWriter(folder / f"segment-{first_chunk:06d}.mp4", fps, width, height, argument=argument,
-                           crf=SEGMENT_CRF, threads=SEGMENT_THREADS, b_frames=0)
-
     if state.next_chunk < plan.num_chunks:
-        with torch.no_grad():
-            reference_latents = encode_reference(pipe.vae, image_tensor.to(device), plan.window_frames)
-        chunks = generate_from_reference(
-            pipe.transformer, pipe.vae, pipe.scheduler, reference_latents, audio, plan, settings,
-            generator=generator, start_chunk=state.next_chunk, kernel=state.kernel, decoder=decoder,
-        )
-        writer, first_chunk = None, state.next_chunk
-        try:
-            for decoded in chunks:
-                index = decoded.chunk.index
-                if writer is None:
-                    writer, first_chunk = segment_writer(index), index
-                frames = decoded.frames[0].float().cpu().numpy()
-                writer.write(frames)
-                state.frames_written += frames.shape[0]
-                if (index + 1) % checkpoint_every == 0 or index + 1 == plan.num_chunks:
-                    writer.close()
-                    state.segments.append(dict(file=writer.path.name, first_chunk=first_chunk,
-                                               stop_chunk=index + 1, frames=writer.frames_written))
-                    writer = None
-                    state.next_chunk = index + 1
-                    state.kernel = next_kernel(decoded.chunk.kernel, decoded.chunk.latents, plan.kernel_frames)
-                    state.generator_state = generator.get_state()
-                    state.decoder_state = decoder.get_state()
-                    save_state(folder, state)
-                if on_chunk is not None:
-                    on_chunk(index, plan.num_chunks, state.frames_written, frames)
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
+        chunks = session.chunks(state.next_chunk, state.loop if state.next_chunk else None)
+        while state.next_chunk < plan.num_chunks:
+            first_chunk = state.next_chunk
+            count = min(checkpoint_every - first_chunk % checkpoint_every, plan.num_chunks - first_chunk)
+            last = []
+
+            def report(decoded, frames, writer):
+                if last and on_chunk is not None:  # the segment's last chunk is reported once it is saved
+                    on_chunk(*last[-1][1])
+                last.append((decoded.chunk, (decoded.chunk.index, plan.num_chunks,
+                                             state.frames_written + writer.frames_written, frames)))
+
+            writer = write_chunks(itertools.islice(chunks, count), folder / f"segment-{first_chunk:06d}.mp4",
+                                  settings.fps, settings.width, settings.height, argument=argument, crf=SEGMENT_CRF,
+                                  threads=SEGMENT_THREADS, b_frames=0, on_chunk=report)
+            state.frames_written += writer.frames_written
+            state.segments.append(dict(file=writer.path.name, first_chunk=first_chunk,
+                                       stop_chunk=first_chunk + count, frames=writer.frames_written))
+            state.next_chunk = first_chunk + count
+            state.loop = session.state_after(last[-1][0])
+            save_state(folder, state)
+            if on_chunk is not None:
+                on_chunk(*last[-1][1])
 
     if state.frames_written != plan.num_frames or not state.segments:
         raise input_error(resume_argument, f"the saved progress in {folder} holds {state.frames_written} frames, "
                           f"expected {plan.num_frames}", f"delete {folder} to start over")
-    final = VideoWriter(target, fps, width, height, audio=audio.waveform, audio_sample_rate=SAMPLE_RATE,
+    final = VideoWriter(target, settings.fps, settings.width, settings.height, audio=audio.waveform, audio_sample_rate=SAMPLE_RATE,
                         argument=argument, video_template=folder / state.segments[0]["file"], partial_dir=folder)
     with final:
         for segment in state.segments:

@@ -1,8 +1,7 @@
 """Flow-matching samplers for one KCLG chunk: the multi-step teacher and the few-step student.
 
-Convention (diffusers' flow matching): ``x_sigma = (1 - sigma) x_0 + sigma * noise`` and the
-transformer predicts the velocity ``v = noise - x_0``; time fed to the model is ``1000 * sigma``,
-with kernel frames always at time 0.
+The algebra (noising, ``x_0`` from velocity, time shift) is :mod:`.flow_matching`; time fed to the
+model is ``1000 * sigma``, with kernel frames always at time 0.
 """
 
 from __future__ import annotations
@@ -13,11 +12,20 @@ from dataclasses import dataclass
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-StepCallback = Callable[[int, int, torch.Tensor], torch.Tensor | None]
-"""``callback(step_index, num_steps, latents)`` after every denoising step; a returned tensor
-replaces the latents (diffusers' ``callback_on_step_end`` contract)."""
+from .choices import SAMPLERS
+from .errors import input_error
+from .flow_matching import NUM_TRAIN_TIMESTEPS, time_shift, x0_from_velocity
 
-NUM_TRAIN_TIMESTEPS = 1000
+StepCallback = Callable[[int, int, int, torch.Tensor], torch.Tensor | None]
+"""``callback(chunk_index, step_index, num_steps, latents)`` after every denoising step; a returned
+tensor replaces the latents (diffusers' ``callback_on_step_end`` contract)."""
+
+
+def check_sampler(sampler: str, argument: str = "sampler") -> str:
+    """``sampler`` if it is one of :data:`SAMPLERS`, else a clear error naming ``argument``."""
+    if sampler not in SAMPLERS:
+        raise input_error(argument, f"unknown sampler {sampler!r}", f"use one of {list(SAMPLERS)}")
+    return sampler
 
 
 @dataclass
@@ -73,8 +81,7 @@ def shifted_sigmas(num_steps: int, shift: float) -> list[float]:
     """The distilled schedule: ``num_steps`` noise levels from 1 down, time-shifted like Wan/SD3."""
     if num_steps < 1:
         raise ValueError(f"`num_inference_steps` must be >= 1, got {num_steps}.")
-    base = torch.linspace(1.0, 0.0, num_steps + 1)[:-1]
-    return (shift * base / (1 + (shift - 1) * base)).tolist()
+    return time_shift(torch.linspace(1.0, 0.0, num_steps + 1)[:-1], shift).tolist()
 
 
 @torch.no_grad()
@@ -86,8 +93,11 @@ def sample_chunk_teacher(
     num_inference_steps: int,
     guidance_scale: float,
     callback: StepCallback | None = None,
+    chunk_index: int = 0,
 ) -> torch.Tensor:
-    """Multi-step Euler flow-matching sampling with audio guidance (the teacher's sampler)."""
+    """Multi-step Euler flow-matching sampling with audio guidance (the teacher's sampler).
+
+    ``noise`` ``[B, C, n, h, w]``; ``callback`` gets ``chunk_index`` as its first argument."""
     scheduler.set_timesteps(num_inference_steps, device=noise.device)
     latents = noise
     for step, timestep in enumerate(scheduler.timesteps):
@@ -95,7 +105,7 @@ def sample_chunk_teacher(
         velocity = guided_velocity(transformer, latents, sigma, conditions, guidance_scale)
         latents = scheduler.step(velocity, timestep, latents, return_dict=False)[0]
         if callback is not None:
-            latents = _replaced(callback(step, num_inference_steps, latents), latents)
+            latents = _replaced(callback(chunk_index, step, num_inference_steps, latents), latents)
     return latents
 
 
@@ -107,27 +117,31 @@ def sample_chunk_distilled(
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
     exit_step: int | None = None,
+    chunk_index: int = 0,
 ) -> torch.Tensor:
     """The few-step student: one transformer call per step, no guidance.
 
-    Each step predicts the clean chunk ``x_0 = x - sigma v`` and re-noises it to the next level with
-    fresh noise, as distribution-matching students are trained to do. ``exit_step`` stops early and
-    returns that step's ``x_0`` (used by AKD's random exit). Gradients flow only if the caller
-    enables them.
+    ``sigmas``: the (already shifted) levels, e.g. :func:`shifted_sigmas`. Each step predicts the
+    clean chunk ``x_0`` and re-noises it to the next level with fresh noise, as
+    distribution-matching students are trained to do: diffusers' ``FlowMatchEulerDiscreteScheduler``
+    with these custom sigmas (shift 1: used as given) and ``stochastic_sampling``. The last step
+    returns ``x_0`` itself instead of calling the scheduler, which would draw one more noise tensor
+    for its terminal ``sigma = 0`` and so shift the random stream of every following chunk.
+    ``exit_step`` stops early and returns that step's ``x_0`` (AKD's random exit). Gradients flow
+    only if the caller enables them.
     """
-    latents = noise
     last = len(sigmas) - 1 if exit_step is None else exit_step
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, stochastic_sampling=True)
+    scheduler.set_timesteps(sigmas=list(sigmas), device=noise.device)
+    scheduler.set_begin_index(0)
+    latents = noise
     for step, sigma in enumerate(sigmas[: last + 1]):
         velocity = predict_velocity(transformer, latents, sigma, conditions)
-        clean = latents - sigma * velocity
         if step < last:
-            next_sigma = sigmas[step + 1]
-            fresh = torch.randn(
-                noise.shape, generator=generator, device=noise.device, dtype=noise.dtype
-            )
-            latents = (1 - next_sigma) * clean + next_sigma * fresh
+            latents = scheduler.step(velocity, scheduler.timesteps[step], latents, generator=generator,
+                                     return_dict=False)[0]
         else:
-            latents = clean
+            latents = x0_from_velocity(latents, velocity, sigma)
         if callback is not None:
-            latents = _replaced(callback(step, len(sigmas), latents), latents)
+            latents = _replaced(callback(chunk_index, step, len(sigmas), latents), latents)
     return latents

@@ -1,8 +1,7 @@
 """Flow-matching training losses for KCLG chunks (used by the teacher and by AKD's critic).
 
-Same convention as :mod:`.sampling`: ``x_sigma = (1 - sigma) x_0 + sigma * noise``, the model
-predicts ``v = noise - x_0`` for the chunk frames of a ``[kernel | noisy chunk]`` window, model
-time ``1000 * sigma``, kernel frames at time 0.
+The algebra is :mod:`.flow_matching`: the model predicts ``v = noise - x_0`` for the chunk frames
+of a ``[kernel | noisy chunk]`` window, model time ``1000 * sigma``, kernel frames at time 0.
 
 Condition dropout for classifier-free guidance is per sample: samples whose ``audio_keep`` is
 False are run with ``audio_features=None`` (exactly the unconditional branch used at inference),
@@ -15,14 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .flow_matching import add_noise, time_shift
 from .sampling import ChunkConditions, predict_velocity
-
-
-def shift_sigmas(sigma: torch.Tensor, shift: float) -> torch.Tensor:
-    """Wan/SD3 time shift ``shift * s / (1 + (shift - 1) s)`` (``shift > 1`` favours high noise)."""
-    if shift == 1.0:
-        return sigma
-    return shift * sigma / (1 + (shift - 1) * sigma)
 
 
 def sample_sigmas(batch: int, generator: torch.Generator | None = None, mode: str = "logit_normal",
@@ -39,14 +32,8 @@ def sample_sigmas(batch: int, generator: torch.Generator | None = None, mode: st
         sigma = torch.rand(batch, generator=generator)
     else:
         raise ValueError(f"unknown sigma sampling mode {mode!r}; use 'logit_normal' or 'uniform'")
-    sigma = shift_sigmas(sigma, float(shift)).clamp(min_sigma, 1.0)
+    sigma = time_shift(sigma, float(shift)).clamp(min_sigma, 1.0)
     return sigma.to(device) if device is not None else sigma
-
-
-def add_noise(clean: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """``(1 - sigma) x_0 + sigma * noise`` with per-sample ``sigma`` ``[B]``."""
-    s = sigma.to(clean.dtype).view(-1, *([1] * (clean.ndim - 1)))
-    return (1 - s) * clean + s * noise
 
 
 @dataclass

@@ -10,12 +10,8 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKLWan
 
+from .kclg import video_frames_for_latents
 from .vae import encode_video, temporal_factor
-
-
-def video_frames_for_latents(num_latent_frames: int, temporal: int) -> int:
-    """Video frames a causal VAE needs to produce ``num_latent_frames`` latent frames: ``1 + r (n - 1)``."""
-    return 1 + temporal * (num_latent_frames - 1)
 
 
 @torch.no_grad()

@@ -122,8 +122,6 @@ class StreamingDecoder:
         self._first = True
 
     def _causal_convs(self):
-        from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
-
         return (m for m in self.vae.decoder.modules() if isinstance(m, WanCausalConv3d))
 
     @property

@@ -8,6 +8,7 @@ target; on failure the partial file is deleted, so a half-written video never ap
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import uuid
@@ -60,8 +61,6 @@ def _check_output_path(path, argument: str) -> Path:
 
 def _write_error(argument: str, path: Path, exc: BaseException, creating: bool = False) -> Exception:
     """An OS/FFmpeg failure while creating or writing ``path`` -> one clear error naming ``argument``."""
-    import errno
-
     code = getattr(exc, "errno", None)
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     if code in (errno.ENOSPC, errno.EDQUOT):
@@ -391,6 +390,31 @@ class VideoWriter:
             os.remove(self.partial_path)
         except FileNotFoundError:
             pass
+
+
+def write_chunks(chunks, path, fps: float, width: int, height: int, *, on_chunk=None, **writer_options):
+    """Stream decoded chunks into a :class:`VideoWriter` file (atomic: all or nothing at ``path``).
+
+    ``chunks`` yields objects with ``frames`` ``[1, f, H, W, 3]`` in [0, 1] (e.g.
+    :class:`asymk_core.generation.VideoChunk`). The first chunk is taken before the file is
+    opened, so settings that fail on the first chunk leave no file; an empty ``chunks`` writes
+    nothing and returns ``None``. ``on_chunk(chunk, frames, writer)`` runs after each chunk is
+    written (``frames`` float32 ``[f, H, W, 3]``). ``writer_options``: those of :class:`VideoWriter`
+    (``audio``, ``audio_sample_rate``, ``argument``, ``crf``, ``threads``, ``b_frames``). Returns the
+    closed writer (``path``, ``frames_written``).
+    """
+    chunks = iter(chunks)
+    chunk = next(chunks, None)
+    if chunk is None:
+        return None
+    with VideoWriter(path, fps, width, height, **writer_options) as writer:
+        while chunk is not None:
+            frames = chunk.frames[0].float().cpu().numpy()
+            writer.write(frames)
+            if on_chunk is not None:
+                on_chunk(chunk, frames, writer)
+            chunk = next(chunks, None)
+    return writer
 
 
 # ---------------------------------------------------------------------------------- reading

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asymk_talker.asymk_core.choices import DTYPES
+
 
 @dataclass
 class StreamingScores:
@@ -222,7 +224,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--stride", type=int, default=1, help="score every k-th frame (cheaper probe)")
     parser.add_argument("--out", default="benchmarks/results/drift")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    parser.add_argument("--dtype", default="auto", choices=DTYPES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-only", dest="report_only", action="store_true",
                         help="only re-write drift.md and drift.png from --out/drift.json")
@@ -233,7 +235,7 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from asymk_talker.asymk_core.cli import resolve_device_dtype
+    from asymk_talker.asymk_core.choices import resolve_device_dtype
     from asymk_talker.asymk_core.eval.evaluate import evaluation_clips
     from asymk_talker.asymk_core.eval.probe import load_probe
 

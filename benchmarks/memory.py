@@ -3,7 +3,7 @@
 Every (mode, length) runs in its own fresh process, so each peak is that process' own:
 
 * ``cli``: ``asymk-talker generate`` streaming a video (H.264 + AAC) into an mp4 (the console
-  script's entry point ``asymk_core.cli.main``, called in the child process);
+  script's entry point ``asymk_talker.cli.main.main``, called in the child process);
 * ``stream``: a Python process that loads the pipeline and consumes ``pipe.stream(...)`` chunk by
   chunk, dropping the frames.
 
@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from asymk_talker.asymk_core.choices import DTYPES
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGE = REPO / "assets" / "examples" / "portrait.png"
 MODES = ("cli", "stream")
@@ -63,7 +65,7 @@ def worker(argv: list[str]) -> int:
 
     from asymk_talker import AsymKPipeline
     from asymk_talker.asymk_core.benchmark import STUDENT, current_rss_mb, peak_rss_mb, render
-    from asymk_talker.asymk_core.cli import resolve_device_dtype
+    from asymk_talker.asymk_core.choices import resolve_device_dtype
 
     device, dtype = resolve_device_dtype(args.device, args.dtype)
     pipe = AsymKPipeline.from_pretrained(args.model, torch_dtype=dtype, device=device)
@@ -90,7 +92,7 @@ def cli_worker(argv: list[str]) -> int:
     script's own entry point), then write its exit status and this process' peak RSS to JSON."""
     json_path, args = argv[0], argv[argv.index("--") + 1:]
     from asymk_talker.asymk_core.benchmark import peak_rss_mb
-    from asymk_talker.asymk_core.cli import main as cli_main
+    from asymk_talker.cli.main import main as cli_main
 
     code = cli_main(args)
     Path(json_path).write_text(json.dumps(dict(exit_code=code, peak_rss_self_mib=round(peak_rss_mb(), 1))) + "\n")
@@ -314,7 +316,7 @@ def measure(args) -> dict:
     from asymk_talker.asymk_core.benchmark import (
         CpuMonitor, contention_note, folder_facts, machine_info, write_speech_wav,
     )
-    from asymk_talker.asymk_core.cli import resolve_device_dtype
+    from asymk_talker.asymk_core.choices import resolve_device_dtype
 
     device, dtype = resolve_device_dtype(args.device, args.dtype)
     monitor = CpuMonitor()
@@ -384,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height", type=int, default=None, help="default: the model's")
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
-    parser.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the children")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default=None, help="free text added to the BENCHMARKS.md entry")

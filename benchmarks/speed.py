@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from asymk_talker.asymk_core.choices import DTYPES
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGE = REPO / "assets" / "examples" / "portrait.png"
 
@@ -93,7 +95,7 @@ def measure(args) -> dict:
         teacher_settings, write_speech_wav,
     )
     from asymk_talker.asymk_core.audio import load_audio
-    from asymk_talker.asymk_core.cli import resolve_device_dtype
+    from asymk_talker.asymk_core.choices import resolve_device_dtype
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -335,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (the fastest is reported)")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the torch.profiler table")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default=None, help="free text added to the BENCHMARKS.md entry")

@@ -17,6 +17,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
+from ..asymk_core.choices import SAMPLERS
 from ..asymk_core.errors import input_error
 
 logger = logging.getLogger("asymk_talker")
@@ -24,9 +25,7 @@ logger = logging.getLogger("asymk_talker")
 CATEGORY = "AsymK-Talker"
 MODEL_FOLDER_TYPE = "asymk"
 NO_MODEL = "(no AsymK model found: put one in models/asymk/<name>/)"
-DTYPES = ("auto", "fp32", "fp16", "bf16")
-SAMPLER_CHOICES = ("auto", "distilled", "teacher")
-DEFAULT_STEPS = {"distilled": 4, "teacher": 20}
+SAMPLER_CHOICES = ("auto", *SAMPLERS)
 
 # Custom socket types (only AsymK nodes produce or accept them).
 AsymKPipelineType = io.Custom("ASYMK_PIPELINE")
@@ -235,39 +234,22 @@ def sampling_inputs() -> list:
     ]
 
 
-@dataclass
-class Run:
-    plan: object
-    settings: object
-    generator: torch.Generator
-    fps: float
+def prepare_session(model: AsymKModel, reference: AsymKReference, audio, seed, steps, chunk_frames, kernel_frames,
+                    guidance, sampler):
+    """Widget values (0 / ``auto`` = the model folder's default) -> a prepared render session.
 
-
-def resolve_run(model: AsymKModel, reference: AsymKReference, audio, seed, steps, chunk_frames, kernel_frames,
-                guidance, sampler) -> Run:
-    """Widget values (0 / ``auto`` = model default) -> a validated ChunkPlan and SamplingSettings."""
-    from ..asymk_core.generation import SamplingSettings
-    from ..asymk_core.kclg import ChunkPlan
-    from ..asymk_core.vae import temporal_factor
-
-    pipe = model.pipe
-    config = pipe.config
-    sampler = config.sampler if sampler == "auto" else sampler
-    if sampler not in SAMPLER_CHOICES[1:]:
+    The pipeline's one resolver fills in the defaults, exactly as for the CLI and ``pipe(...)``:
+    e.g. ``steps`` 0 is the model's configured steps whichever sampler is chosen."""
+    if sampler not in SAMPLER_CHOICES:
         raise input_error("sampler", f"unknown sampler {sampler!r}", f"use one of {list(SAMPLER_CHOICES)}")
-    if not steps:  # the model's own steps for its own sampler; else the method's usual counts
-        steps = config.num_inference_steps if sampler == config.sampler else DEFAULT_STEPS[sampler]
-    guidance = float(guidance) if guidance else float(config.guidance_scale)
-    chunk_frames = chunk_frames or config.chunk_frames
-    kernel_frames = kernel_frames or config.kernel_frames
-    fps = float(audio.fps)
+    pipe = model.ready()
     generator = torch.Generator(device="cpu").manual_seed(int(seed) % (1 << 63))
-    pipe.check_inputs(reference.height, reference.width, fps, int(steps), guidance, int(chunk_frames),
-                      int(kernel_frames), "latent", generator, None)
-    plan = ChunkPlan(int(audio.num_frames), int(chunk_frames), int(kernel_frames), temporal_factor(pipe.vae))
-    settings = SamplingSettings(sampler=sampler, num_inference_steps=int(steps), guidance_scale=guidance,
-                                shift=float(pipe.scheduler.config.get("shift", 3.0)))
-    return Run(plan=plan, settings=settings, generator=generator, fps=fps)
+    return pipe.prepare(
+        None, audio, height=reference.height, width=reference.width, num_inference_steps=int(steps) or None,
+        guidance_scale=float(guidance) or None, chunk_frames=int(chunk_frames) or None,
+        kernel_frames=int(kernel_frames) or None, sampler=None if sampler == "auto" else sampler,
+        generator=generator, reference_latents=lambda window: reference.latents_for(pipe, window),
+    )
 
 
 def comfy_image_to_frames(frames: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ import torch
 from comfy_api.latest import io
 
 from ..asymk_core.errors import input_error
+from ..asymk_core.generation import latent_size
+from ..asymk_core.image import preprocess_image
 from .common import (
     CATEGORY,
     AsymKAudioType,
@@ -61,9 +63,6 @@ class AsymKReferenceEncode(io.ComfyNode):
     @classmethod
     def execute(cls, pipeline: AsymKModel, image: torch.Tensor, width: int = 64, height: int = 64,
                 face_zoom: float = 1.0) -> io.NodeOutput:
-        from ..asymk_core.generation import latent_size
-        from ..asymk_core.image import preprocess_image
-
         model = expect(pipeline, AsymKModel, "pipeline", "an ASYMK_PIPELINE (AsymK Load Model)")
         if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[0] < 1 or image.shape[-1] not in (1, 3, 4):
             got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__

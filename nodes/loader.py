@@ -7,8 +7,9 @@ import importlib.util
 import comfy.model_management
 from comfy_api.latest import io
 
+from ..asymk_core.choices import DTYPES, resolve_device_dtype
 from ..asymk_core.errors import InputError, input_error
-from .common import CATEGORY, DTYPES, NO_MODEL, AsymKModel, AsymKPipelineType, list_models, logger, resolve_model
+from .common import CATEGORY, NO_MODEL, AsymKModel, AsymKPipelineType, list_models, logger, resolve_model
 
 ATTENTION_BACKENDS = {"sdpa": "native", "xformers": "xformers"}  # widget value -> diffusers backend name
 
@@ -44,7 +45,6 @@ class AsymKLoadModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model: str, dtype: str = "auto", attention: str = "sdpa") -> io.NodeOutput:
-        from ..asymk_core.cli import resolve_device_dtype
         from ..pipelines.pipeline_asymk import AsymKPipeline
 
         if model == NO_MODEL:

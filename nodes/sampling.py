@@ -1,6 +1,7 @@
 """AsymK Chunk Loop Sampler (KCLG), AsymK Decode and AsymK Render Video (streaming to mp4).
 
-All three run ``asymk_core.generation``: the one chunk loop (KCLG) and the seamless streaming decode.
+The sampler and Render Video drive a render session (:meth:`AsymKPipeline.prepare`, the one path
+the pipeline and the CLI use); Decode runs the same seamless streaming decode on stored latents.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import InputImpl, io, ui
 
+from ..asymk_core.audio import SAMPLE_RATE
 from ..asymk_core.errors import input_error
+from ..asymk_core.generation import decode_chunks
+from ..asymk_core.kclg import ChunkPlan, split_chunks
+from ..asymk_core.video_io import write_chunks
 from .common import (
     CATEGORY,
     AsymKAudioType,
@@ -26,7 +31,7 @@ from .common import (
     audio_features_class,
     comfy_image_to_frames,
     expect,
-    resolve_run,
+    prepare_session,
     sampling_inputs,
 )
 
@@ -40,17 +45,6 @@ def _check_inputs(pipeline, reference, audio_features):
     audio_features = expect(audio_features, audio_features_class(), "audio_features",
                             "an ASYMK_AUDIO (AsymK Audio Encode)")
     return model, reference, audio_features
-
-
-def _generate(model, reference, audio_features, run, progress, decode):
-    from ..asymk_core.generation import generate_from_reference
-
-    pipe = model.ready()
-    reference_latents = reference.latents_for(pipe, run.plan.window_frames)
-    return generate_from_reference(
-        pipe.transformer, pipe.vae, pipe.scheduler, reference_latents, audio_features, run.plan, run.settings,
-        generator=run.generator, step_callback=progress, decode=decode,
-    )
 
 
 class AsymKChunkLoopSampler(io.ComfyNode):
@@ -75,25 +69,23 @@ class AsymKChunkLoopSampler(io.ComfyNode):
     @classmethod
     def execute(cls, pipeline, reference, audio_features, seed=0, steps=0, chunk_frames=0, kernel_frames=0,
                 guidance=0.0, sampler="auto") -> io.NodeOutput:
-        from ..asymk_core.generation import initial_kernel
-
         model, reference, audio_features = _check_inputs(pipeline, reference, audio_features)
-        run = resolve_run(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames, guidance,
-                          sampler)
-        progress = StepProgress(run.plan.num_chunks, run.settings.num_inference_steps)
+        session = prepare_session(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames,
+                                  guidance, sampler)
+        plan = session.plan
+        progress = StepProgress(plan.num_chunks, session.settings.num_inference_steps)
         pieces = []
-        for chunk in _generate(model, reference, audio_features, run, progress, decode=False):
+        for chunk in session.chunks(decode=False, step_callback=progress):
             pieces.append(chunk.latents.float().cpu())
             progress.chunk_done(chunk.index)
-        kernel = initial_kernel(reference.latents_for(model.pipe, run.plan.window_frames), run.plan)
         latent = {
             "samples": torch.cat(pieces, dim=2),
-            "asymk_initial_kernel": kernel.float().cpu(),
-            "asymk_num_frames": run.plan.num_frames,
-            "asymk_chunk_frames": run.plan.chunk_frames,
-            "asymk_kernel_frames": run.plan.kernel_frames,
-            "asymk_temporal_factor": run.plan.temporal_factor,
-            "asymk_fps": run.fps,
+            "asymk_initial_kernel": session.initial_kernel.float().cpu(),
+            "asymk_num_frames": plan.num_frames,
+            "asymk_chunk_frames": plan.chunk_frames,
+            "asymk_kernel_frames": plan.kernel_frames,
+            "asymk_temporal_factor": plan.temporal_factor,
+            "asymk_fps": session.settings.fps,
         }
         return io.NodeOutput(latent)
 
@@ -119,9 +111,6 @@ class AsymKDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, pipeline, latent) -> io.NodeOutput:
-        from ..asymk_core.generation import decode_chunks, split_chunks
-        from ..asymk_core.kclg import ChunkPlan
-
         model = expect(pipeline, AsymKModel, "pipeline", "an ASYMK_PIPELINE (AsymK Load Model)")
         if not isinstance(latent, dict) or "samples" not in latent:
             raise input_error("latent", f"expected a LATENT dict, got {type(latent).__name__}",
@@ -169,14 +158,11 @@ class AsymKRenderVideo(io.ComfyNode):
     @classmethod
     def execute(cls, pipeline, reference, audio_features, seed=0, steps=0, chunk_frames=0, kernel_frames=0,
                 guidance=0.0, sampler="auto", filename_prefix="video/AsymK") -> io.NodeOutput:
-        from ..asymk_core.audio import SAMPLE_RATE
-        from ..asymk_core.video_io import VideoWriter
-
         model, reference, audio_features = _check_inputs(pipeline, reference, audio_features)
         if not isinstance(filename_prefix, str) or not filename_prefix.strip():
             raise input_error("filename_prefix", "it is empty", "pass a name such as video/AsymK")
-        run = resolve_run(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames, guidance,
-                          sampler)
+        session = prepare_session(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames,
+                                  guidance, sampler)
         output_dir = folder_paths.get_output_directory()
         try:
             folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
@@ -187,16 +173,11 @@ class AsymKRenderVideo(io.ComfyNode):
                               "use a relative name inside the output folder, such as video/AsymK") from None
         file = f"{filename}_{counter:05}_.mp4"
         path = os.path.join(folder, file)
-        progress = StepProgress(run.plan.num_chunks, run.settings.num_inference_steps)
-        chunks = _generate(model, reference, audio_features, run, progress, decode=True)
-        first = next(chunks)  # everything is validated before the file is opened
-        with VideoWriter(path, run.fps, reference.width, reference.height, audio=audio_features.waveform,
-                         audio_sample_rate=SAMPLE_RATE, argument="filename_prefix") as writer:
-            chunk = first
-            while chunk is not None:
-                writer.write(chunk.frames[0].float().cpu().numpy())
-                progress.chunk_done(chunk.chunk.index)
-                chunk = next(chunks, None)
+        progress = StepProgress(session.plan.num_chunks, session.settings.num_inference_steps)
+        write_chunks(session.chunks(step_callback=progress), path, session.settings.fps, reference.width,
+                     reference.height, audio=audio_features.waveform, audio_sample_rate=SAMPLE_RATE,
+                     argument="filename_prefix",
+                     on_chunk=lambda chunk, frames, writer: progress.chunk_done(chunk.chunk.index))
         return io.NodeOutput(
             InputImpl.VideoFromFile(path),
             ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]),

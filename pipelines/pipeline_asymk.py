@@ -20,17 +20,14 @@ from diffusers.utils import BaseOutput
 
 from ..asymk_core.audio import FrameAudioFeatures, load_audio
 from ..asymk_core.errors import input_error
-from ..asymk_core.generation import (
-    SamplingSettings,
-    VideoChunk,
-    generate_video_chunks,
-    latent_size,
-)
+from ..asymk_core.generation import latent_size
 from ..asymk_core.image import preprocess_image
 from ..asymk_core.kclg import ChunkPlan
-from ..asymk_core.models.transformer import AsymKTransformer
 from ..asymk_core.model_folder import load_pipeline_components, preset_components, resolve_model_folder
+from ..asymk_core.models.transformer import AsymKTransformer
+from ..asymk_core.sampling import check_sampler
 from ..asymk_core.vae import temporal_factor, use_onednn_convolutions
+from .render_session import RenderSession, RenderSettings
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -43,6 +40,9 @@ EXAMPLE_DOC_STRING = """
         ...     image="portrait.png", audio="speech.wav", generator=torch.Generator().manual_seed(0)
         ... ).frames  # list of PIL images, one per video frame
         >>> frames = pipe(image="portrait.png", audio="speech.wav", output_type="np").frames  # [F, H, W, 3]
+        >>> session = pipe.prepare("portrait.png", "speech.wav", generator=torch.Generator().manual_seed(0))
+        >>> for chunk in session.chunks():  # decoded chunks, constant memory
+        ...     chunk.frames.shape  # [1, f, H, W, 3]
         ```
 """
 
@@ -105,7 +105,7 @@ class AsymKPipeline(DiffusionPipeline):
             vae=vae, transformer=transformer, audio_encoder=audio_encoder, scheduler=scheduler,
             feature_extractor=feature_extractor,
         )
-        SamplingSettings(sampler=sampler)  # validates the name
+        check_sampler(sampler)
         if vae is not None:
             use_onednn_convolutions(vae)  # 2x faster CPU renders; see asymk_core.vae
         self.register_to_config(
@@ -158,9 +158,10 @@ class AsymKPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------ checks
     def check_inputs(
-        self, height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames, output_type,
+        self, height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames, sampler,
         generator, callback_on_step_end_tensor_inputs,
     ):
+        """Raise a one-line ``ValueError``/``TypeError`` naming the first bad argument and its fix."""
         def positive_int(name, value, upper):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise input_error(name, f"expected an integer, got {type(value).__name__}", f"pass an int in 1..{upper}",
@@ -180,8 +181,7 @@ class AsymKPipeline(DiffusionPipeline):
             0 <= guidance_scale <= 50
         ):
             raise input_error("guidance_scale", f"{guidance_scale!r} is invalid", "pass a number in [0, 50]")
-        if output_type not in OUTPUT_TYPES:
-            raise input_error("output_type", f"{output_type!r} is not supported", f"use one of {OUTPUT_TYPES}")
+        check_sampler(sampler)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise input_error("generator", f"got {type(generator).__name__}", "pass a torch.Generator or None",
                               kind=TypeError)
@@ -190,7 +190,7 @@ class AsymKPipeline(DiffusionPipeline):
             raise input_error("callback_on_step_end_tensor_inputs", f"unknown names {sorted(unknown)}",
                               f"use a subset of {self._callback_tensor_inputs}")
 
-    # ----------------------------------------------------------------------------------- helpers
+    # ---------------------------------------------------------------------------------- prepare
     def encode_audio(self, audio, sample_rate: int | None = None, fps: float | None = None) -> FrameAudioFeatures:
         """Audio (path, or array + ``sample_rate``) -> per-video-frame feature windows, computed lazily."""
         waveform = load_audio(audio, sample_rate)
@@ -199,30 +199,24 @@ class AsymKPipeline(DiffusionPipeline):
             feature_extractor=self.feature_extractor,
         )
 
-    def prepare_plan(self, num_frames: int, chunk_frames: int, kernel_frames: int) -> ChunkPlan:
-        return ChunkPlan(num_frames, chunk_frames, kernel_frames, temporal_factor(self.vae))
+    def resolve_settings(self, generator: torch.Generator | None = None,
+                         callback_on_step_end_tensor_inputs: list[str] | None = None, **overrides) -> RenderSettings:
+        """The one resolver of render settings. ``overrides``: ``height``, ``width``, ``fps``,
+        ``num_inference_steps``, ``guidance_scale``, ``chunk_frames``, ``kernel_frames``, ``sampler``;
+        each one missing or ``None`` takes the model folder's default (its pipeline config; the steps
+        are the config's whichever sampler is chosen). Then :meth:`check_inputs`."""
+        names = ("height", "width", "fps", "num_inference_steps", "guidance_scale", "chunk_frames", "kernel_frames",
+                 "sampler")
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(f"resolve_settings() got unexpected arguments {unknown}")
+        settings = {name: self.config[name] if overrides.get(name) is None else overrides[name] for name in names}
+        self.check_inputs(**settings, generator=generator,
+                          callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+        settings["guidance_scale"] = float(settings["guidance_scale"])
+        return RenderSettings(**settings, shift=float(self.scheduler.config.get("shift", 3.0)))
 
-    def _resolve(self, height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames):
-        config = self.config
-        return (
-            height if height is not None else config.height,
-            width if width is not None else config.width,
-            fps if fps is not None else config.fps,
-            num_inference_steps if num_inference_steps is not None else config.num_inference_steps,
-            guidance_scale if guidance_scale is not None else config.guidance_scale,
-            chunk_frames if chunk_frames is not None else config.chunk_frames,
-            kernel_frames if kernel_frames is not None else config.kernel_frames,
-        )
-
-    def _settings(self, num_inference_steps, guidance_scale, sampler=None) -> SamplingSettings:
-        return SamplingSettings(
-            sampler=sampler or self.config.sampler, num_inference_steps=num_inference_steps,
-            guidance_scale=float(guidance_scale), shift=float(self.scheduler.config.get("shift", 3.0)),
-        )
-
-    # ----------------------------------------------------------------------------------- streaming
-    @torch.no_grad()
-    def stream(
+    def prepare(
         self,
         image,
         audio,
@@ -238,49 +232,51 @@ class AsymKPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
-    ) -> Iterator[AsymKStreamChunk]:
+        reference_latents: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
+    ) -> RenderSession:
+        """Prepare a render: settings resolved, portrait preprocessed, audio features (lazy), chunk plan.
+
+        Arguments are those of ``__call__``; besides, ``audio`` may be a prepared
+        :class:`asymk_core.audio.FrameAudioFeatures` (its ``fps`` is then the default), and
+        ``reference_latents`` (TRE latents ``[1, C, kernel + chunk, h, w]``, or a function of that
+        window length returning them, e.g. a cache) replaces encoding ``image`` (which may then be
+        ``None``). Drive it with :meth:`RenderSession.chunks`.
+        """
+        if isinstance(audio, FrameAudioFeatures):
+            if fps is not None and float(fps) != audio.fps:
+                raise input_error("fps", f"{fps!r} differs from the audio features' {audio.fps:g} fps",
+                                  "leave fps unset, or encode the audio at that fps")
+            fps = audio.fps
+        settings = self.resolve_settings(
+            generator, callback_on_step_end_tensor_inputs, height=height, width=width, fps=fps,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, chunk_frames=chunk_frames,
+            kernel_frames=kernel_frames, sampler=sampler,
+        )
+        if image is None and reference_latents is None:
+            raise input_error("image", "no portrait was given", "pass the portrait image")
+        image_tensor = None if image is None else preprocess_image(image, settings.height, settings.width)
+        if not isinstance(audio, FrameAudioFeatures):
+            audio = self.encode_audio(audio, sample_rate, settings.fps)
+        plan = ChunkPlan(audio.num_frames, settings.chunk_frames, settings.kernel_frames, temporal_factor(self.vae))
+        return RenderSession(self, settings, plan, audio, image=image_tensor, reference_latents=reference_latents,
+                             generator=generator, callback_on_step_end=callback_on_step_end,
+                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+
+    # ----------------------------------------------------------------------------------- streaming
+    @torch.no_grad()
+    def stream(self, image, audio, **kwargs) -> Iterator[AsymKStreamChunk]:
         """Like ``__call__`` but yields frames chunk by chunk as they are generated (constant memory).
 
-        Arguments are those of ``__call__``; each item is an :class:`AsymKStreamChunk`.
+        Keyword arguments are those of ``__call__`` (without ``output_type`` / ``return_dict``), as
+        :meth:`prepare` takes them; each item is an :class:`AsymKStreamChunk`.
         """
-        height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames = self._resolve(
-            height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames
-        )
-        self.check_inputs(
-            height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames, "np", generator,
-            callback_on_step_end_tensor_inputs,
-        )
-        image_tensor = preprocess_image(image, height, width)
-        audio_features = self.encode_audio(audio, sample_rate, fps)
-        plan = self.prepare_plan(audio_features.num_frames, chunk_frames, kernel_frames)
-        for chunk in self._chunks(image_tensor, audio_features, plan, num_inference_steps, guidance_scale, sampler,
-                                  generator, callback_on_step_end, callback_on_step_end_tensor_inputs, decode=True):
+        session = self.prepare(image, audio, **kwargs)
+        plan = session.plan
+        for chunk in session.chunks():
             yield AsymKStreamChunk(
                 frames=chunk.frames[0].cpu().numpy(), start_frame=chunk.start_frame, chunk_index=chunk.chunk.index,
                 num_chunks=plan.num_chunks, num_frames=plan.num_frames,
             )
-
-    def _chunks(self, image_tensor, audio_features, plan, num_inference_steps, guidance_scale, sampler, generator,
-                callback_on_step_end, callback_tensor_inputs, decode):
-        settings = self._settings(num_inference_steps, guidance_scale, sampler)
-        device = self._execution_device
-        steps_per_chunk = settings.num_inference_steps
-        progress = self.progress_bar(total=plan.num_chunks * steps_per_chunk)
-
-        def step_callback(chunk_index, step, num_steps, latents):
-            progress.update()
-            if callback_on_step_end is None:
-                return None
-            kwargs = {name: latents for name in (callback_tensor_inputs or [])}
-            outputs = callback_on_step_end(self, chunk_index * num_steps + step, step, kwargs) or {}
-            return outputs.get("latents")
-
-        with progress:
-            yield from generate_video_chunks(
-                self.transformer, self.vae, self.scheduler, image_tensor.to(device), audio_features, plan, settings,
-                generator=generator, step_callback=step_callback, decode=decode,
-            )
-        self.maybe_free_model_hooks()
 
     # -------------------------------------------------------------------------------------- call
     @torch.no_grad()
@@ -328,23 +324,18 @@ class AsymKPipeline(DiffusionPipeline):
 
         Examples:
         """
-        height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames = self._resolve(
-            height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames
+        # 1. Check the output type; resolve and check every other setting (in prepare)
+        if output_type not in OUTPUT_TYPES:
+            raise input_error("output_type", f"{output_type!r} is not supported", f"use one of {OUTPUT_TYPES}")
+        # 2. Prepare the render: portrait, lazy audio features, chunk plan
+        session = self.prepare(
+            image, audio, sample_rate, height, width, fps, num_inference_steps, guidance_scale, chunk_frames,
+            kernel_frames, sampler, generator, callback_on_step_end, callback_on_step_end_tensor_inputs,
         )
-        self.check_inputs(
-            height, width, fps, num_inference_steps, guidance_scale, chunk_frames, kernel_frames, output_type,
-            generator, callback_on_step_end_tensor_inputs,
-        )
-        image_tensor = preprocess_image(image, height, width)
-        audio_features = self.encode_audio(audio, sample_rate, fps)
-        plan = self.prepare_plan(audio_features.num_frames, chunk_frames, kernel_frames)
+        # 3. The KCLG chunk loop (TRE reference encoded on the first chunk), decoding as it goes
         decode = output_type != "latent"
-        pieces = [
-            (chunk.frames[0] if decode else chunk.latents).cpu()
-            for chunk in self._chunks(image_tensor, audio_features, plan, num_inference_steps, guidance_scale,
-                                      sampler, generator, callback_on_step_end,
-                                      callback_on_step_end_tensor_inputs, decode)
-        ]
+        pieces = [(chunk.frames[0] if decode else chunk.latents).cpu() for chunk in session.chunks(decode=decode)]
+        # 4. Post-process
         if output_type == "latent":
             frames = torch.cat(pieces, dim=2)
         else:
@@ -357,7 +348,7 @@ class AsymKPipeline(DiffusionPipeline):
                 frames = [PIL.Image.fromarray(frame) for frame in (video.numpy() * 255).round().astype(np.uint8)]
         if not return_dict:
             return (frames,)
-        return AsymKPipelineOutput(frames=frames, fps=float(fps), audio=audio_features.waveform)
+        return AsymKPipelineOutput(frames=frames, fps=float(session.settings.fps), audio=session.audio.waveform)
 
 
 AsymKPipeline.__call__.__doc__ = AsymKPipeline.__call__.__doc__.replace("Examples:\n", EXAMPLE_DOC_STRING)

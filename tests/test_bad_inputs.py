@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from asymk_talker.asymk_core.audio import load_audio
-from asymk_talker.asymk_core.cli import main
+from asymk_talker.cli.main import main
 from asymk_talker.asymk_core.errors import InputError
 from asymk_talker.asymk_core.image import load_image
 from asymk_talker.asymk_core.video_io import probe_video

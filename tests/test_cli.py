@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from asymk_talker.asymk_core.cli import main
+from asymk_talker.cli.main import main
 from asymk_talker.asymk_core.video_io import probe_video
 
 
@@ -83,6 +83,6 @@ def test_silent_audio_and_bad_output_path(model_dir, inputs, tmp_path, capsys):
 
 
 def test_console_script_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "asymk_talker.asymk_core.cli", "--help"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "asymk_talker.cli.main", "--help"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "generate" in result.stdout and "init" in result.stdout

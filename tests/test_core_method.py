@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asymk_talker.asymk_core.generation import SamplingSettings, generate_video_chunks
+from asymk_talker.asymk_core.generation import SamplingSettings, generate_chunks
 from asymk_talker.asymk_core.kclg import ChunkPlan, kclg_chunks, next_kernel
 from asymk_talker.asymk_core.models.transformer import AsymKTransformer
 from asymk_talker.asymk_core.sampling import ChunkConditions, sample_chunk_distilled, shifted_sigmas
@@ -71,12 +71,12 @@ def test_real_model_rollout_uses_its_own_kernels(tiny_components, random_audio_w
     plan = ChunkPlan(num_frames=30, chunk_frames=3, kernel_frames=2)
     audio = random_audio_windows(plan.num_frames)
     image = torch.rand(1, 3, 32, 32) * 2 - 1
-    chunks = list(generate_video_chunks(
-        components["transformer"], components["vae"], components["scheduler"], image, audio, plan,
+    reference = encode_reference(components["vae"], image, plan.window_frames)
+    chunks = list(generate_chunks(
+        components["transformer"], components["vae"], components["scheduler"], reference, audio, plan,
         SamplingSettings("distilled", num_inference_steps=2), generator=torch.Generator().manual_seed(0), decode=False,
     ))
     assert len(chunks) == plan.num_chunks == 3
-    reference = encode_reference(components["vae"], image, plan.window_frames)
     assert torch.equal(chunks[0].kernel, reference[:, :, :2])
     for previous, current in zip(chunks, chunks[1:]):
         assert torch.equal(current.kernel, previous.latents[:, :, -2:])

@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from asymk_talker.asymk_core.cli import main as cli
+from asymk_talker.cli.main import main as cli
 from asymk_talker.asymk_core.model_folder import DEFAULT_MODEL_DIR, PACKAGE_ROOT
 
 EXAMPLES = PACKAGE_ROOT / "assets" / "examples"

@@ -134,7 +134,7 @@ def test_report_and_ground_truth_evaluation(tmp_path, probe):
 
 def test_eval_command_on_a_saved_pipeline(tmp_path, capsys):
     pipeline = pytest.importorskip("asymk_talker.pipelines.pipeline_asymk")
-    from asymk_talker.asymk_core.cli import main
+    from asymk_talker.cli.main import main
 
     model_dir = tmp_path / "model"
     pipeline.AsymKPipeline.from_preset("tiny", seed=0).save_pretrained(model_dir)
@@ -150,6 +150,7 @@ def test_eval_command_on_a_saved_pipeline(tmp_path, capsys):
 
 
 def test_command_constants_match_evaluate():
-    from asymk_talker.asymk_core.eval import command, evaluate
+    from asymk_talker.asymk_core.eval import evaluate
+    from asymk_talker.cli import eval as command
 
     assert command.EVAL_SPLITS == evaluate.EVAL_SPLITS and command.GROUND_TRUTH == evaluate.GROUND_TRUTH

@@ -1,11 +1,11 @@
-"""AsymKTransformer.from_wan on a tiny random WanTransformer3DModel saved in diffusers format (offline)."""
+"""transformer_from_wan on a tiny random WanTransformer3DModel saved in diffusers format (offline)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from asymk_talker.asymk_core.models.transformer import AsymKTransformer
+from asymk_talker.asymk_core.models.wan_init import transformer_from_wan
 
 TINY_WAN = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
                 text_dim=24, freq_dim=32, ffn_dim=64, num_layers=2)
@@ -25,7 +25,7 @@ def wan_folder(tmp_path_factory):
 
 def test_from_wan_round_trip(wan_folder):
     folder, wan_state = wan_folder
-    model, report = AsymKTransformer.from_wan(folder, return_report=True, **AUDIO)
+    model, report = transformer_from_wan(folder, return_report=True, **AUDIO)
     assert model.config.latent_channels == 4 and model.config.num_layers == 2
     assert model.config.num_attention_heads == 2 and model.config.ffn_dim == 64
     ours = model.state_dict()
@@ -59,7 +59,7 @@ def test_from_wan_matches_wan_on_video_channels(wan_folder):
     """Without audio and with zero reference, our blocks compute what Wan's do up to the text cross-attention:
     checked through the patch embedding, which must equal Wan's on the first C channels."""
     folder, wan_state = wan_folder
-    model = AsymKTransformer.from_wan(folder, **AUDIO)
+    model = transformer_from_wan(folder, **AUDIO)
     x = torch.randn(1, 4, 2, 8, 8)
     full = torch.cat([x, torch.randn(1, 4, 2, 8, 8), torch.ones(1, 1, 2, 8, 8)], dim=1)
     ours = model.patch_embedding(full)
@@ -73,22 +73,22 @@ def test_from_wan_matches_wan_on_video_channels(wan_folder):
 def test_from_wan_options_and_errors(wan_folder, tmp_path):
     folder, wan_state = wan_folder
     # audio cross-attention from Wan's text cross-attention; output projection stays zero
-    model, report = AsymKTransformer.from_wan(folder.parent, audio_attn_init="attn2", return_report=True, **AUDIO)
+    model, report = transformer_from_wan(folder.parent, audio_attn_init="attn2", return_report=True, **AUDIO)
     assert torch.equal(model.state_dict()["blocks.1.audio_attn.to_k.weight"], wan_state["blocks.1.attn2.to_k.weight"])
     assert torch.equal(model.state_dict()["blocks.0.norm_audio.weight"], wan_state["blocks.0.norm2.weight"])
     assert torch.count_nonzero(model.state_dict()["blocks.0.audio_attn.to_out.0.weight"]) == 0
     # a shallower model takes the first blocks; the rest is reported unused
-    shallow, report = AsymKTransformer.from_wan(folder, num_layers=1, return_report=True, **AUDIO)
+    shallow, report = transformer_from_wan(folder, num_layers=1, return_report=True, **AUDIO)
     assert any(k.startswith("blocks.1.") for k in report.unused)
     # shape conflicts and wrong folders are clear errors
     with pytest.raises(ValueError, match="do not fit"):
-        AsymKTransformer.from_wan(folder, ffn_dim=32, **AUDIO)
+        transformer_from_wan(folder, ffn_dim=32, **AUDIO)
     with pytest.raises(ValueError, match="config.json"):
-        AsymKTransformer.from_wan(tmp_path, **AUDIO)
+        transformer_from_wan(tmp_path, **AUDIO)
 
 
 def test_build_pipeline_from_pretrained_parts(wan_folder, tmp_path):
-    from asymk_talker.asymk_core.models.wan_init import build_pipeline_from_pretrained_parts
+    from asymk_talker.pipelines.from_parts import build_pipeline_from_pretrained_parts
     from asymk_talker.asymk_core.vae import vae_from_preset
     from asymk_talker.pipelines.pipeline_asymk import AsymKPipeline
 

@@ -160,3 +160,30 @@ def test_hub_id_goes_through_snapshot_download_offline(tmp_path, monkeypatch):
     pipe = AsymKPipeline.from_pretrained("someone/asymk-tiny", local_files_only=True)
     assert calls["repo_id"] == "someone/asymk-tiny" and calls["local_files_only"] is True
     assert pipe.transformer.config.latent_channels == 4
+
+
+# ------------------------------------------------------------------------------ render session
+def test_session_resumed_from_a_saved_state_gives_the_uninterrupted_chunks(tiny_pipe, portrait_array, speech):
+    def session():
+        return tiny_pipe.prepare(portrait_array, speech(1.2), sample_rate=16000, num_inference_steps=2,
+                                 sampler="distilled", generator=torch.Generator().manual_seed(5))
+
+    whole = [chunk.frames for chunk in session().chunks()]
+    first = session()
+    chunks = first.chunks()
+    head = [next(chunks), next(chunks)]
+    state = first.state_after(head[-1].chunk)
+    rest = [chunk.frames for chunk in session().chunks(start_chunk=2, state=state)]
+    assert len(whole) == first.plan.num_chunks > 2
+    for expected, got in zip(whole, [c.frames for c in head] + rest):
+        assert torch.equal(expected, got)
+
+
+def test_one_resolver_takes_the_model_defaults_for_any_sampler(tiny_pipe):
+    config = tiny_pipe.config
+    for sampler in ("teacher", "distilled"):
+        settings = tiny_pipe.resolve_settings(sampler=sampler)
+        assert settings.num_inference_steps == config.num_inference_steps  # the model folder's steps
+        assert (settings.height, settings.chunk_frames, settings.sampler) == (config.height, config.chunk_frames, sampler)
+    with pytest.raises(ValueError, match="`sampler`"):
+        tiny_pipe.resolve_settings(sampler="euler")

@@ -107,7 +107,7 @@ def test_all_metrics_with_weights(folders):
 
 
 def test_real_command(folders, tmp_path, capsys):
-    from asymk_talker.asymk_core.eval.real_command import add_real_arguments, run_real
+    from asymk_talker.cli.eval_real import add_real_arguments, run_real
 
     root, weights = folders
     parser = argparse.ArgumentParser()

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from asymk_talker.asymk_core import render_state
-from asymk_talker.asymk_core.cli import main
+from asymk_talker.cli.main import main
 from asymk_talker.asymk_core.video_io import VideoWriter, read_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def speech_module():
 PACED_CLI = """
 import sys, time
 from asymk_talker.asymk_core.models.transformer import AsymKTransformer
-from asymk_talker.asymk_core.cli import main
+from asymk_talker.cli.main import main
 forward = AsymKTransformer.forward
 def paced_forward(self, *args, **kwargs):
     time.sleep(0.05)
@@ -149,7 +149,7 @@ def test_sigkill_at_a_random_point_then_rerun_gives_identical_video(workspace, t
     """A real kill: the render subprocess is SIGKILLed after its first checkpoint, then rerun."""
     output = tmp_path / "out.mp4"
     arguments = [*workspace["base"], "--output", str(output), "--resume", "--checkpoint-every", "1"]
-    command = [sys.executable, "-m", "asymk_talker.asymk_core.cli", *arguments]
+    command = [sys.executable, "-m", "asymk_talker.cli.main", *arguments]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     state_file = render_state.resume_folder(output) / "state.json"
     delay = random.Random(1234).uniform(0.0, 0.4)
@@ -222,8 +222,9 @@ def test_resumable_render_generates_the_pipeline_frames(workspace, tmp_path, spe
     pipe.set_progress_bar_config(disable=True)
     image, wave = str(workspace["image"]), speech_module(0.9)
     captured = []
-    render_state.render_resumable(pipe, image, wave, tmp_path / "a.mp4", num_inference_steps=2, chunk_frames=1,
-                                  seed=3, checkpoint_every=2,
+    session = pipe.prepare(image, wave, sample_rate=16000, num_inference_steps=2, chunk_frames=1,
+                           generator=torch.Generator().manual_seed(3))
+    render_state.render_resumable(session, tmp_path / "a.mp4", checkpoint_every=2,
                                   on_chunk=lambda i, n, written, frames: captured.append(frames))
     expected = pipe(image, wave, sample_rate=16000, num_inference_steps=2, chunk_frames=1, output_type="np",
                     generator=torch.Generator().manual_seed(3)).frames

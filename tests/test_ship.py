@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from asymk_talker.asymk_core.cli import main as cli
+from asymk_talker.cli.main import main as cli
 from asymk_talker.asymk_core.errors import InputError
 from asymk_talker.train import ship
 

@@ -268,7 +268,7 @@ def test_two_process_launch(teacher_dir, tmp_path):
 def _demo_parser():
     import argparse
 
-    from asymk_talker.asymk_core import demo_command
+    from asymk_talker.cli import demo as demo_command
 
     parser = argparse.ArgumentParser(prog="asymk-talker")
     demo_command.register(parser.add_subparsers(dest="command", required=True))
@@ -276,7 +276,7 @@ def _demo_parser():
 
 
 def test_demo_without_default_model_names_the_flag(tmp_path, monkeypatch):
-    from asymk_talker.asymk_core import demo
+    from asymk_talker.cli import demo
     from asymk_talker.asymk_core.errors import InputError
 
     monkeypatch.setattr(demo, "DEFAULT_MODEL_DIR", tmp_path / "missing")

@@ -54,6 +54,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..asymk_core.audio import FEATURE_RATE, SAMPLE_RATE, encode_audio, encoder_dims
+from ..asymk_core.kclg import (  # noqa: F401  (num_latents_for_frames, latent_video_frames: part of this API)
+    audio_window_index,
+    latent_video_frames,
+    num_latents_for_frames,
+    video_frames_for_latents,
+)
 from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import encode_video, spatial_factor, temporal_factor
 
@@ -63,33 +69,12 @@ MANIFEST = "manifest.jsonl"
 
 
 # ----------------------------------------------------------------------------------- alignment
-def num_latents_for_frames(num_frames: int, temporal: int = 4) -> int:
-    """Latents a clip of ``num_frames`` video frames gives (its first ``1 + r (N - 1)`` frames are encoded)."""
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    return 1 + (int(num_frames) - 1) // temporal
-
-
-def latent_video_frames(latent_index: int, temporal: int = 4) -> tuple[int, int]:
-    """Video frames ``[start, stop)`` covered by encoder latent ``latent_index``: ``[0, 1)`` for latent 0,
-    ``[r i - r + 1, r i + 1)`` after."""
-    if latent_index == 0:
-        return 0, 1
-    return temporal * latent_index - temporal + 1, temporal * latent_index + 1
-
-
 def frame_audio_windows(features: torch.Tensor, fps: float, start_frame: int, num_frames: int,
                         window: int) -> torch.Tensor:
-    """Per-video-frame windows from whole-clip 50 Hz features ``[T, L, D]`` -> float32 ``[n, W, L, D]``.
-
-    The same rule as :meth:`asymk_core.audio.FrameAudioFeatures.windows`: video frame ``i`` is centred
-    on feature frame ``floor(i * 50 / fps + 0.5)`` and sees ``W`` frames around it, zeros outside the
-    audio (``tests/test_train_data.py`` checks the two agree).
-    """
-    half = window // 2
-    frames = np.arange(start_frame, start_frame + num_frames, dtype=np.float64)
-    centres = np.floor(frames * FEATURE_RATE / float(fps) + 0.5).astype(np.int64)
-    index = torch.from_numpy(centres[:, None] + np.arange(-half, half + 1)[None, :])  # [n, W]
+    """Per-video-frame windows from whole-clip 50 Hz features ``[T, L, D]`` -> float32 ``[n, W, L, D]``,
+    zeros outside the audio; the frame -> feature rule is :func:`asymk_core.kclg.audio_window_index`,
+    the one :meth:`asymk_core.audio.FrameAudioFeatures.windows` uses."""
+    index = torch.from_numpy(audio_window_index(start_frame, num_frames, fps, window, FEATURE_RATE))  # [n, W]
     valid = (index >= 0) & (index < features.shape[0])
     out = features.float()[index.clamp(0, max(features.shape[0] - 1, 0))]
     return out * valid[:, :, None, None].to(out.dtype)
@@ -302,7 +287,7 @@ def build_latent_cache(models, source, out_dir: str | os.PathLike, *, reference_
                 images.insert(0, _resize_frames(record.portrait[None], size or frames.shape[1])[0])
                 sources.insert(0, "portrait")
             references = encode_references(vae, np.stack(images), reference_window)
-            num_frames = 1 + temporal_factor(vae) * (latents.shape[1] - 1)
+            num_frames = video_frames_for_latents(latents.shape[1], temporal_factor(vae))
             metadata = {"identity": record.identity, "split": record.split, "fps": repr(float(record.fps)),
                         "num_frames": str(num_frames), "reference_sources": json.dumps(sources),
                         "source": record.source}

@@ -55,6 +55,7 @@ from ..asymk_core.preprocess.analyze import analyze_video
 from ..asymk_core.preprocess.decode import VideoDecodeError, iter_frames_at_fps, read_audio_track
 from ..asymk_core.preprocess.face import crop_frame
 from ..asymk_core.preprocess.options import PreprocessConfig, add_arguments  # noqa: F401 (re-exported)
+from ..asymk_core.kclg import num_latents_for_frames, video_frames_for_latents
 from ..asymk_core.vae import spatial_factor, temporal_factor
 from .data import (
     CACHE_META,
@@ -62,7 +63,6 @@ from .data import (
     MANIFEST,
     encode_clip_latents,
     encode_references,
-    num_latents_for_frames,
     reference_frame_indices,
 )
 
@@ -245,7 +245,7 @@ def _write_clip(out: Path, rel: str, frames: np.ndarray, audio: np.ndarray, refe
     vae, audio_encoder, feature_extractor = models
     latents = encode_clip_latents(vae, frames)
     features = encode_audio(audio_encoder, audio, feature_extractor).to(getattr(torch, config.audio_dtype))
-    num_frames = 1 + temporal_factor(vae) * (latents.shape[1] - 1)
+    num_frames = video_frames_for_latents(latents.shape[1], temporal_factor(vae))
     metadata = {"identity": task.identity, "split": task.split, "fps": repr(float(config.fps)),
                 "num_frames": str(num_frames), "reference_sources": json.dumps(reference_sources),
                 "source": f"{task.path}#frames={start}-{start + len(frames)}"}
@@ -265,7 +265,7 @@ def process_video(task: VideoTask, out_dir, models, config: PreprocessConfig, de
     result = VideoResult(key=task.key, path=task.path, status="ok")
     try:
         r = temporal_factor(models[0])
-        usable = 1 + r * (num_latents_for_frames(config.clip_frames, r) - 1)  # frames the VAE encodes
+        usable = video_frames_for_latents(num_latents_for_frames(config.clip_frames, r), r)  # frames the VAE encodes
         plan = analyze_video(task.path, fps=config.fps, clip_frames=usable, stride=config.stride,
                              detector=detector, analysis_side=config.analysis_side, detect_every=config.detect_every,
                              trim_s=config.trim_s, max_clips=config.max_clips_per_video,

@@ -51,8 +51,12 @@ def score(model, *, seconds: float, identities: int, steps: int | None = None) -
     """Held-out summary (``asymk_core.eval.metrics.summarize``) plus mean generation FPS."""
     from ..asymk_core.eval.evaluate import GROUND_TRUTH, evaluate_model
     from ..asymk_core.eval.probe import load_probe
+    from ..pipelines.pipeline_asymk import AsymKPipeline
 
-    result = evaluate_model(model, split="heldout", seconds=seconds, identities=identities,
+    name = None
+    if model != GROUND_TRUTH and (isinstance(model, str) or hasattr(model, "__fspath__")):
+        model, name = AsymKPipeline.from_pretrained(str(model)), str(model)
+    result = evaluate_model(model, name=name, split="heldout", seconds=seconds, identities=identities,
                             probe=load_probe(None), num_inference_steps=steps, progress=False)
     summary = dict(result["summary"])
     speeds = [clip["generation_fps"] for clip in result["clips"]]

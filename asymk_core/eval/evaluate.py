@@ -58,9 +58,10 @@ def generate_with_pipeline(pipe, portrait: np.ndarray, audio: np.ndarray, *, sam
 
 
 def evaluate_model(model, *, split: str = "heldout", seconds: float = 10.0, identities: int = 4, seed: int = 0,
-                   out_dir=None, probe=None, num_inference_steps: int | None = None, device: str | None = None,
-                   torch_dtype=None, progress: bool = True) -> dict:
-    """Score a model (pipeline folder, an ``AsymKPipeline`` instance, or ``"ground-truth"``).
+                   out_dir=None, probe=None, num_inference_steps: int | None = None, name: str | None = None,
+                   progress: bool = True) -> dict:
+    """Score a model (a loaded ``AsymKPipeline``, or ``"ground-truth"``); ``name`` labels it in the
+    report (default: the class name).
 
     Frame size and fps come from the pipeline config (64 px / 25 fps for ground truth). Returns
     ``{"model", "split", "summary", "clips": [...]}``; with ``out_dir`` also writes ``eval.json``
@@ -76,12 +77,9 @@ def evaluate_model(model, *, split: str = "heldout", seconds: float = 10.0, iden
         name = GROUND_TRUTH
     else:
         if isinstance(model, str) or hasattr(model, "__fspath__"):
-            from ...pipelines.pipeline_asymk import AsymKPipeline
-
-            name = str(model)
-            pipe = AsymKPipeline.from_pretrained(name, torch_dtype=torch_dtype, device=device)
-        else:
-            pipe, name = model, type(model).__name__
+            raise input_error("model", f"got the path {str(model)!r}",
+                              "pass a loaded pipeline: AsymKPipeline.from_pretrained(path)", kind=TypeError)
+        pipe, name = model, name or type(model).__name__
         pipe.set_progress_bar_config(disable=True)
         size, fps = int(pipe.config.height), float(pipe.config.fps)
         if int(pipe.config.width) != size:

@@ -167,7 +167,6 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         audio_dim: int = 80,
         audio_layers: int = 1,
         audio_window: int = 5,
-        audio_frames_per_latent: int = 4,
         audio_tokens_per_frame: int = 2,
         audio_hidden_dim: int = 64,
         kernel_attention: str = "full",
@@ -207,11 +206,6 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         if preset not in PRESETS:
             raise input_error("preset", f"unknown preset {preset!r}", f"use one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[preset], **overrides})
-
-    @classmethod
-    def from_wan(cls, path, **overrides) -> "AsymKTransformer":  # Wan2.1 weights: see models/wan_init.py
-        from .wan_init import from_wan
-        return from_wan(cls, path, **overrides)
 
     def forward(
         self,

@@ -1,4 +1,4 @@
-"""Pretrained initialisation: ``AsymKTransformer.from_wan`` and loaders for the real-data components.
+"""Pretrained initialisation: :func:`transformer_from_wan` and loaders for the real-data components.
 
 Wan2.1 (diffusers ``WanTransformer3DModel`` folders) -> :class:`AsymKTransformer`
 ----------------------------------------------------------------------------------
@@ -24,9 +24,9 @@ blocks beyond ``num_layers`` when a shallower model is asked for.
 Component loaders
 -----------------
 :func:`resolve_pretrained` (local folder, or a Hub id via ``huggingface_hub.snapshot_download``),
-:func:`load_vae`, :func:`load_audio_encoder` (wav2vec2 folder or ``"log-mel"``) and
-:func:`build_pipeline_from_pretrained_parts`, which writes a complete ``AsymKPipeline`` folder for
-real-data training (``model.pipeline`` in a training config).
+:func:`load_vae` and :func:`load_audio_encoder` (wav2vec2 folder or ``"log-mel"``).
+``pipelines.from_parts.build_pipeline_from_pretrained_parts`` assembles them into a complete
+``AsymKPipeline`` folder for real-data training (``model.pipeline`` in a training config).
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKLWan
+from safetensors.torch import load_file
 
+from ..audio import LogMelAudioEncoder
 from ..errors import input_error
+from .transformer import PRESETS, AsymKTransformer
 
 logger = logging.getLogger("asymk_talker.wan_init")
 
@@ -85,8 +89,6 @@ def _component_folder(root: Path, subfolder: str, config_name: str = "config.jso
 
 # ------------------------------------------------------------------------------------ reading Wan
 def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     index = folder / "diffusion_pytorch_model.safetensors.index.json"
     single = folder / "diffusion_pytorch_model.safetensors"
     if single.is_file():
@@ -231,23 +233,21 @@ def init_from_wan_state(model, wan_state: dict[str, torch.Tensor], *, audio_attn
     return report
 
 
-def from_wan(cls, path: str | os.PathLike, *, preset: str = "base", audio_attn_init: str = "new",
-             torch_dtype: torch.dtype | None = None, return_report: bool = False, local_files_only: bool = False,
-             **overrides):
-    """``AsymKTransformer.from_wan(path, **overrides)``: the ``preset`` shape (default ``base``) with
+def transformer_from_wan(path: str | os.PathLike, *, preset: str = "base", audio_attn_init: str = "new",
+                         torch_dtype: torch.dtype | None = None, return_report: bool = False,
+                         local_files_only: bool = False, **overrides):
+    """An :class:`AsymKTransformer` converted from Wan2.1 weights (one way): the ``preset`` shape (default ``base``) with
     the Wan model's shape (heads, head dim, FFN, layers, frequency dim, patch, latent channels) and
     then ``overrides``, initialised from a diffusers ``WanTransformer3DModel`` folder (or a pipeline
     folder with ``transformer/``, or a Hub id, fetched with ``snapshot_download``). The report
     (:class:`WanInitReport`) is logged, kept as ``model.wan_init_report`` and returned as
     ``(model, report)`` when ``return_report``. ``num_layers`` may be overridden to fewer layers
     than Wan has (the first blocks are used)."""
-    from .transformer import PRESETS
-
     if preset not in PRESETS:
         raise input_error("preset", f"unknown preset {preset!r}", f"use one of {sorted(PRESETS)}")
     wan_config, wan_state = read_wan_transformer(path, local_files_only=local_files_only)
     config = {**PRESETS[preset], **wan_shape_config(wan_config), **overrides}
-    model = cls(**config)
+    model = AsymKTransformer(**config)
     report = init_from_wan_state(model, wan_state, audio_attn_init=audio_attn_init, source=str(path))
     if torch_dtype is not None:
         model = model.to(torch_dtype)
@@ -259,8 +259,6 @@ def from_wan(cls, path: str | os.PathLike, *, preset: str = "base", audio_attn_i
 # ------------------------------------------------------------------------------- other components
 def load_vae(path: str | os.PathLike, torch_dtype: torch.dtype | None = None, **resolve_kwargs):
     """``AutoencoderKLWan`` from a VAE folder or a pipeline folder / Hub id with ``vae/`` (e.g. Wan2.1's)."""
-    from diffusers import AutoencoderKLWan
-
     root = resolve_pretrained(path, allow_patterns=["vae/*", "config.json", "diffusion_pytorch_model*"],
                               argument="vae", **resolve_kwargs)
     folder = _component_folder(root, "vae")
@@ -272,8 +270,6 @@ def load_audio_encoder(path: str | os.PathLike | None, torch_dtype: torch.dtype 
     """``(audio_encoder, feature_extractor)``: ``"log-mel"``/``None`` -> (``LogMelAudioEncoder()``,
     ``None``); a wav2vec2 folder or Hub id (e.g. ``facebook/wav2vec2-base-960h``) ->
     (``Wav2Vec2Model``, ``Wav2Vec2FeatureExtractor``)."""
-    from ..audio import LogMelAudioEncoder
-
     if path in (None, "log-mel", "logmel"):
         return LogMelAudioEncoder().eval(), None
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
@@ -291,58 +287,3 @@ def load_audio_encoder(path: str | os.PathLike | None, torch_dtype: torch.dtype 
                                              return_attention_mask=False)
         logger.warning("no preprocessor_config.json in %s; using a default Wav2Vec2FeatureExtractor", extractor_folder)
     return model, extractor
-
-
-def build_pipeline_from_pretrained_parts(output_dir: str | os.PathLike | None = None, *, vae=None,
-                                         audio_encoder=None, transformer=None, wan=None, preset: str = "base",
-                                         transformer_overrides: dict | None = None, audio_attn_init: str = "new",
-                                         scheduler_shift: float | None = None, **pipeline_config):
-    """Assemble an ``AsymKPipeline`` from pretrained parts (and save it to ``output_dir`` if given).
-
-    ``vae``: a folder/Hub id (``load_vae``) or an ``AutoencoderKLWan``; ``audio_encoder``: a wav2vec2
-    folder/Hub id, ``"log-mel"``, or a ``(model, feature_extractor)`` pair; ``transformer``: an
-    ``AsymKTransformer`` or its folder; or ``wan``: a Wan2.1 transformer folder/Hub id for
-    :func:`from_wan` (with ``transformer_overrides``). Components not given come from ``preset``
-    (random init). ``audio_dim``/``audio_layers`` of a new transformer follow the audio encoder.
-    Returns the pipeline; ``pipe.transformer.wan_init_report`` holds the report when ``wan`` was used.
-    """
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    from ...pipelines.pipeline_asymk import AsymKPipeline
-    from ..audio import encoder_dims
-    from ..model_folder import SCHEDULER_SHIFT, check_components_match, preset_components
-    from .transformer import AsymKTransformer
-
-    components, config = preset_components(preset)
-    if vae is not None:
-        components["vae"] = vae if hasattr(vae, "encode") else load_vae(vae)
-    if audio_encoder is not None:
-        if isinstance(audio_encoder, tuple):
-            components["audio_encoder"], components["feature_extractor"] = audio_encoder
-        elif isinstance(audio_encoder, (str, os.PathLike)):
-            components["audio_encoder"], components["feature_extractor"] = load_audio_encoder(audio_encoder)
-        else:
-            components["audio_encoder"], components["feature_extractor"] = audio_encoder, None
-    layers, dim = encoder_dims(components["audio_encoder"])
-    overrides = {"audio_dim": dim, "audio_layers": layers, **(transformer_overrides or {})}
-    if transformer is not None and wan is not None:
-        raise input_error("transformer", "both transformer and wan were given", "pass one of them")
-    if transformer is not None:
-        components["transformer"] = (transformer if isinstance(transformer, AsymKTransformer)
-                                     else AsymKTransformer.from_pretrained(str(transformer)))
-    elif wan is not None:
-        components["transformer"] = from_wan(AsymKTransformer, wan, preset=preset, audio_attn_init=audio_attn_init,
-                                             **overrides)
-    else:
-        components["transformer"] = AsymKTransformer.from_preset(preset, **overrides)
-    components["scheduler"] = FlowMatchEulerDiscreteScheduler(
-        shift=float(scheduler_shift if scheduler_shift is not None else SCHEDULER_SHIFT.get(preset, 5.0)))
-    check_components_match(components)
-    config.update(pipeline_config)
-    pipe = AsymKPipeline(**components, **config)
-    if output_dir is not None:
-        pipe.save_pretrained(str(output_dir))
-        report = getattr(components["transformer"], "wan_init_report", None)
-        if report is not None:
-            Path(output_dir, "wan_init_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    return pipe

@@ -1,4 +1,4 @@
-"""``asymk-talker bench``: how fast does a model render on this machine? (see :mod:`.benchmark`).
+"""``asymk-talker bench``: how fast does a model render on this machine? (see :mod:`asymk_core.benchmark`).
 
 One end-to-end render of synthetic speech into a temporary mp4, exactly like ``generate``, with
 FPS, the real-time factor, time to first frame and where the time goes. The full benchmarks
@@ -8,23 +8,27 @@ FPS, the real-time factor, time to first frame and where the time goes. The full
 
 from __future__ import annotations
 
+from ..asymk_core.choices import DTYPES, SAMPLERS, resolve_device_dtype
+from ..asymk_core.errors import input_error
+from ..asymk_core.model_folder import DEFAULT_MODEL_DIR, PACKAGE_ROOT, PIPELINE_PRESETS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="time an end-to-end render on this machine (FPS, first frame)")
     parser.add_argument("--model", default=None,
                         help="model folder or Hub id (default: the shipped model, else --preset with random weights)")
-    parser.add_argument("--preset", choices=("tiny", "synthetic", "base"), default=None,
+    parser.add_argument("--preset", choices=tuple(PIPELINE_PRESETS), default=None,
                         help="time a randomly initialised preset instead (same compute as trained weights)")
     parser.add_argument("--image", default=None, help="portrait (default: the bundled example)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the synthetic speech")
-    parser.add_argument("--sampler", choices=("teacher", "distilled"), default="distilled")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="distilled")
     parser.add_argument("--steps", type=int, default=None, help="steps per chunk (default: 4 distilled, the "
                         "model's own for the teacher)")
     parser.add_argument("--guidance", type=float, default=None, help="audio guidance (teacher; default: the model's)")
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.set_defaults(func=run)
 
@@ -35,10 +39,16 @@ def run(args) -> int:
 
     import torch
 
-    from .benchmark import STAGES, STUDENT, describe_machine, machine_info, render, teacher_settings, write_speech_wav
-    from .cli import _load_pipeline_for_cli, resolve_device_dtype
-    from .errors import input_error
-    from .model_folder import DEFAULT_MODEL_DIR, PACKAGE_ROOT
+    from ..asymk_core.benchmark import (
+        STAGES,
+        STUDENT,
+        describe_machine,
+        machine_info,
+        render,
+        teacher_settings,
+        write_speech_wav,
+    )
+    from .main import load_pipeline
 
     if not 0.1 <= args.seconds <= 3600:
         raise input_error("--seconds", f"{args.seconds:g} is out of range", "pass a length in [0.1, 3600] seconds")
@@ -54,7 +64,7 @@ def run(args) -> int:
 
             model, label = work / "model", f"{args.preset or 'synthetic'} preset, random weights"
             AsymKPipeline.from_preset(args.preset or "synthetic").save_pretrained(model)
-        pipe = _load_pipeline_for_cli(model, dtype, device)
+        pipe = load_pipeline(model, dtype, device)
         pipe.set_progress_bar_config(disable=True)
         if args.sampler == "distilled":
             settings = dict(STUDENT, num_inference_steps=args.steps or STUDENT["num_inference_steps"])

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import input_error
-from .model_folder import DEFAULT_MODEL_DIR, PACKAGE_ROOT
+from ..asymk_core.choices import DTYPES, resolve_device_dtype
+from ..asymk_core.errors import InputError, input_error
+from ..asymk_core.model_folder import DEFAULT_MODEL_DIR, PACKAGE_ROOT
 
 EXAMPLE_DIR = PACKAGE_ROOT / "assets" / "examples"
 EXAMPLE_SEED = 1001
@@ -44,13 +45,10 @@ def side_by_side_path(output: Path) -> Path:
 def load_demo_pipeline(model=None, device: str = "auto", dtype: str = "auto"):
     """The pipeline for the demo: ``model`` or the shipped default (a clear error naming ``--model``)."""
     from ..pipelines.pipeline_asymk import AsymKPipeline
-    from .cli import resolve_device_dtype
 
     if model is None and not (DEFAULT_MODEL_DIR / "model_index.json").is_file():
         raise input_error("--model", f"no default model is installed at {DEFAULT_MODEL_DIR}",
                           "pass --model DIR (a pipeline folder, e.g. runs/akd-synthetic/pipeline from train/akd.py)")
-    from .errors import InputError
-
     device, torch_dtype = resolve_device_dtype(device, dtype)
     try:
         return AsymKPipeline.from_pretrained(model, torch_dtype=torch_dtype, device=device)
@@ -60,14 +58,14 @@ def load_demo_pipeline(model=None, device: str = "auto", dtype: str = "auto"):
 
 def example_inputs(seed: int, seconds: float, size: int) -> tuple[np.ndarray, np.ndarray, object]:
     """(portrait uint8 [H, W, 3], 16 kHz speech float32, ground-truth Sample at ``size`` px)."""
-    from .synthetic.corpus import make_sample
+    from ..asymk_core.synthetic.corpus import make_sample
 
     sample = make_sample(seed, seed, float(seconds), size=int(size), regions=True)
     portrait_file, speech_file = EXAMPLE_DIR / "portrait.png", EXAMPLE_DIR / "speech.wav"
     if seed == EXAMPLE_SEED and seconds == EXAMPLE_SECONDS and portrait_file.is_file() and speech_file.is_file():
         from PIL import Image
 
-        from .audio import load_audio
+        from ..asymk_core.audio import load_audio
 
         portrait = np.asarray(Image.open(portrait_file).convert("RGB"))
         audio = load_audio(str(speech_file))
@@ -83,7 +81,7 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from .video_io import VideoWriter
+    from ..asymk_core.video_io import VideoWriter, write_chunks
 
     output = Path(output)
     if output.suffix.lower() not in (".mp4", ".mkv", ".mov"):
@@ -95,21 +93,19 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
     height, width, fps = int(pipe.config.height), int(pipe.config.width), float(pipe.config.fps)
     portrait, audio, sample = example_inputs(int(seed), float(seconds), height)
 
-    generator = torch.Generator().manual_seed(int(generation_seed))
-    stream = pipe.stream(Image.fromarray(portrait), audio, sample_rate=16000, num_inference_steps=steps,
-                         generator=generator)
-    frames, starts = [], []
     started = time.perf_counter()
-    first = next(stream)  # validates everything before a file is opened
-    with VideoWriter(output, fps, width, height, audio=audio, audio_sample_rate=16000, argument="--output") as writer, \
-            tqdm(total=first.num_frames, unit="frame", desc="demo", disable=not progress) as bar:
-        chunk = first
-        while chunk is not None:
-            writer.write(chunk.frames)
-            frames.append(np.clip(np.round(chunk.frames * 255.0), 0, 255).astype(np.uint8))
-            starts.append(int(chunk.start_frame))
-            bar.update(len(chunk.frames))
-            chunk = next(stream, None)
+    session = pipe.prepare(Image.fromarray(portrait), audio, sample_rate=16000, num_inference_steps=steps,
+                           generator=torch.Generator().manual_seed(int(generation_seed)))
+    frames, starts = [], []
+
+    def collect(chunk, chunk_frames, writer):
+        frames.append(np.clip(np.round(chunk_frames * 255.0), 0, 255).astype(np.uint8))
+        starts.append(int(chunk.start_frame))
+        bar.update(len(chunk_frames))
+
+    with tqdm(total=session.plan.num_frames, unit="frame", desc="demo", disable=not progress) as bar:
+        write_chunks(session.chunks(), output, fps, width, height, audio=audio, audio_sample_rate=16000,
+                     argument="--output", on_chunk=collect)
     elapsed = time.perf_counter() - started
     video = np.concatenate(frames)
 
@@ -127,7 +123,7 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
 
     metrics = None
     if evaluate:
-        from .eval.metrics import evaluate_frames
+        from ..asymk_core.eval.metrics import evaluate_frames
 
         result = evaluate_frames(video, sample.tracks, portrait, starts, fps=fps, gt_frames=sample.frames,
                                  gt_regions=sample.regions, portrait_regions=sample.portrait_regions)
@@ -164,3 +160,35 @@ def format_result(result: DemoResult, device: str) -> str:
                          + (f"FLAGGED: {', '.join(flagged)})" if flagged else "all windows within thresholds)"))
             lines.extend("  " + line for line in format_fidelity(m["fidelity"]))
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ command
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="render the bundled synthetic example with the default model (+ side-by-side with ground truth)")
+    parser.add_argument("--model", default=None,
+                        help="model folder or Hub id (default: the shipped models/asymk-synthetic)")
+    parser.add_argument("--output", default="asymk_demo.mp4", help="generated video (.mp4, with the speech)")
+    parser.add_argument("--side-by-side", dest="side_by_side", default="auto",
+                        help="generated | ground-truth video (default: <output>_vs_ground_truth.mp4; 'none' to skip)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="synthetic identity/utterance seed (default: the bundled example, 1001)")
+    parser.add_argument("--seconds", type=float, default=None, help="length (default: 4 s, the bundled example)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the model's)")
+    parser.add_argument("--generation-seed", dest="generation_seed", type=int, default=0)
+    parser.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the metrics")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    side = None if str(args.side_by_side).lower() == "none" else args.side_by_side
+    result = run_demo(model=args.model, output=args.output, side_by_side=side,
+                      seed=EXAMPLE_SEED if args.seed is None else args.seed,
+                      seconds=EXAMPLE_SECONDS if args.seconds is None else args.seconds, steps=args.steps,
+                      device=args.device, dtype=args.dtype, generation_seed=args.generation_seed,
+                      evaluate=args.evaluate, progress=not args.quiet)
+    print(format_result(result, resolve_device_dtype(args.device, args.dtype)[0]))
+    return 0

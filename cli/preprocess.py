@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    from .preprocess.options import add_arguments
+    from ..asymk_core.preprocess.options import add_arguments
 
     parser = subparsers.add_parser("preprocess", help="real videos -> face crops, 25 fps, 16 kHz -> latent cache "
                                                       "for training (resumable, multi-process)")

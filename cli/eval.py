@@ -1,9 +1,12 @@
-"""``asymk-talker eval``: score a model on synthetic clips with exact ground truth (see :mod:`.evaluate`)."""
+"""``asymk-talker eval``: score a model on synthetic clips with exact ground truth
+(see :mod:`asymk_core.eval.evaluate`); ``--real``: :mod:`.eval_real`."""
 
 from __future__ import annotations
 
+from ..asymk_core.errors import input_error
 
-# Same values as .evaluate.EVAL_SPLITS / GROUND_TRUTH (not imported here: registering stays import-light).
+# Same values as asymk_core.eval.evaluate.EVAL_SPLITS / GROUND_TRUTH (not imported here: registering
+# stays import-light).
 EVAL_SPLITS = ("heldout", "heldout_identity", "heldout_utterance", "train")
 GROUND_TRUTH = "ground-truth"
 
@@ -22,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--probe", default=None, help="probe folder (default: the shipped assets/probe)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: the pipeline's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    from .real_command import add_real_arguments
+    from .eval_real import add_real_arguments
 
     add_real_arguments(parser)
     parser.set_defaults(func=run)
@@ -32,21 +35,24 @@ def run(args) -> int:
     import json
 
     if args.real:
-        from .real_command import run_real
+        from .eval_real import run_real
 
         return run_real(args)
     if not args.model:
-        from ..errors import input_error
-
         raise input_error("--model", "eval needs a model to score",
                           f"pass --model DIR (a pipeline folder) or --model {GROUND_TRUTH}, or use --real")
 
-    from .evaluate import evaluate_model
-    from .probe import load_probe
+    from ..asymk_core.eval.evaluate import evaluate_model
+    from ..asymk_core.eval.probe import load_probe
 
-    results = evaluate_model(args.model, split=args.split, seconds=args.seconds, identities=args.identities,
+    model = args.model
+    if model != GROUND_TRUTH:
+        from .main import load_pipeline
+
+        model = load_pipeline(model, None, args.device)
+    results = evaluate_model(model, name=args.model, split=args.split, seconds=args.seconds, identities=args.identities,
                              seed=args.seed, out_dir=args.out, probe=load_probe(args.probe),
-                             num_inference_steps=args.steps, device=args.device, progress=not args.quiet)
+                             num_inference_steps=args.steps, progress=not args.quiet)
     print(json.dumps(results["summary"], indent=2))
     from .fidelity import format_fidelity
 

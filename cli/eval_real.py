@@ -1,6 +1,6 @@
 """``asymk-talker eval --real``: FID / FVD / Sync-C / Sync-D / CSIM of generated vs ground-truth videos.
 
-Hooked into the ``eval`` subcommand by :mod:`.command` (``add_real_arguments`` at registration,
+Hooked into the ``eval`` subcommand by :mod:`.eval` (``add_real_arguments`` at registration,
 ``run_real`` when ``--real`` is given). Import-light: nothing heavy is imported until it runs.
 """
 
@@ -26,8 +26,8 @@ def run_real(args) -> int:
     import json
     from pathlib import Path
 
-    from ..errors import input_error
-    from .real import evaluate_real
+    from ..asymk_core.errors import input_error
+    from ..asymk_core.eval.real import evaluate_real
 
     if not args.generated or not args.ground_truth:
         raise input_error("--generated", "--real needs --generated and --ground-truth folders",

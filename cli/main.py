@@ -1,7 +1,8 @@
-"""The ``asymk-talker`` command: init, generate (and the corpus / evaluation commands when present).
+"""The ``asymk-talker`` command: init, generate, and the demo / synth / eval / preprocess / bench commands.
 
-Thin front end: every subcommand calls library code. Input mistakes print one clear line and exit
-with status 2; nothing is written on failure.
+Thin front end above the pipeline: every subcommand calls library code. Input mistakes print one
+clear line and exit with status 2; nothing is written on failure. Heavy imports (torch, diffusers,
+the pipeline) happen inside the commands, so ``asymk-talker --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,23 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import InputError
+from ..asymk_core.choices import DTYPES, SAMPLERS, resolve_device_dtype
+from ..asymk_core.errors import InputError, input_error
+from ..asymk_core.model_folder import PIPELINE_PRESETS
 
-DTYPES = ("auto", "fp32", "fp16", "bf16")
-# Subcommands contributed by other parts of the package: module -> has ``register(subparsers)``.
-EXTRA_COMMANDS = (".demo_command", ".synthetic.command", ".eval.command", ".preprocess_command", ".bench_command")
-
-
-def resolve_device_dtype(device: str, dtype: str):
-    """``auto`` device -> cuda when available else cpu; ``auto`` dtype -> bf16 on cuda, fp32 on cpu."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    names = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if dtype == "auto":
-        dtype = "bf16" if device.startswith("cuda") else "fp32"
-    return device, names[dtype]
+# Subcommands of other modules (package-relative name -> has ``register(subparsers)``); a module
+# whose part of the package is not installed is skipped.
+EXTRA_COMMANDS = (".demo", "..asymk_core.synthetic.command", ".eval", ".preprocess", ".bench")
 
 
 def cmd_init(args) -> int:
@@ -36,7 +27,7 @@ def cmd_init(args) -> int:
 
     output = Path(args.output)
     if output.exists() and any(output.iterdir()) and not args.force:
-        raise _usage_error("output", f"{output} exists and is not empty", "choose a new folder or pass --force")
+        raise input_error("--output", f"{output} exists and is not empty", "choose a new folder or pass --force")
     pipe = AsymKPipeline.from_preset(args.preset, seed=args.seed)
     if args.sampler:
         pipe.register_to_config(sampler=args.sampler)
@@ -47,7 +38,7 @@ def cmd_init(args) -> int:
     return 0
 
 
-def _load_pipeline_for_cli(model, dtype, device):
+def load_pipeline(model, dtype, device):
     """``AsymKPipeline.from_pretrained`` with its errors naming ``--model`` and library logs kept quiet."""
     from diffusers.utils import logging as diffusers_logging
 
@@ -65,12 +56,13 @@ def _load_pipeline_for_cli(model, dtype, device):
 
 
 def cmd_generate(args) -> int:
+    import torch
     from tqdm.auto import tqdm
 
-    from .audio import SAMPLE_RATE, load_audio
-    from .errors import input_error
-    from .image import load_image
-    from .video_io import VideoWriter, _check_output_path
+    from ..asymk_core.audio import SAMPLE_RATE, load_audio
+    from ..asymk_core.image import load_image
+    from ..asymk_core.render_state import render_resumable, resume_folder
+    from ..asymk_core.video_io import _check_output_path, write_chunks
 
     if args.checkpoint_every is not None and not args.resume:
         raise input_error("--checkpoint-every", "it only applies to resumable renders", "also pass --resume")
@@ -82,72 +74,47 @@ def cmd_generate(args) -> int:
     device, dtype = resolve_device_dtype(args.device, args.dtype)
     image = load_image(args.image, argument="--image")
     waveform = load_audio(args.audio, argument="--audio")
-    pipe = _load_pipeline_for_cli(args.model, dtype, device)
+    pipe = load_pipeline(args.model, dtype, device)
     pipe.set_progress_bar_config(disable=True)
-    config = pipe.config
-    height, width = args.height or config.height, args.width or config.width
-    fps = args.fps or config.fps
-    import torch
-
+    session = pipe.prepare(
+        image, waveform, sample_rate=SAMPLE_RATE, height=args.height or None, width=args.width or None,
+        fps=args.fps or None, num_inference_steps=args.steps, guidance_scale=args.guidance,
+        chunk_frames=args.chunk_frames, kernel_frames=args.kernel_frames, sampler=args.sampler,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    fps, plan = session.settings.fps, session.plan
     started = time.perf_counter()
+    with tqdm(total=plan.num_frames, unit="frame", desc="generate", disable=args.quiet) as bar:
+        if args.resume:
+            def on_chunk(index, num_chunks, frames_written, frames):
+                bar.update(frames_written - bar.n)
+                rate = bar.n / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(chunk=f"{index + 1}/{num_chunks}", fps=f"{rate:.1f}")
+
+            result = render_resumable(session, args.output, checkpoint_every=checkpoint_every, argument="--output",
+                                      resume_argument="--resume", on_chunk=on_chunk)
+            frames_written = result["num_frames"]
+        else:
+            def on_chunk(chunk, frames, writer):
+                bar.update(len(frames))
+                rate = writer.frames_written / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(chunk=f"{chunk.chunk.index + 1}/{plan.num_chunks}", fps=f"{rate:.1f}",
+                                rtf=f"{rate / fps:.2f}x")
+
+            writer = write_chunks(session.chunks(), args.output, fps, session.settings.width, session.settings.height,
+                                  audio=waveform, audio_sample_rate=SAMPLE_RATE, argument="--output",
+                                  on_chunk=on_chunk)
+            frames_written = writer.frames_written
+    elapsed = time.perf_counter() - started
     if args.resume:
-        from .render_state import render_resumable, resume_folder
-
-        bar = tqdm(total=None, unit="frame", desc="generate", disable=args.quiet)
-
-        def on_chunk(index, num_chunks, frames_written, frames):
-            if bar.total is None:
-                bar.reset(total=round(waveform.size / SAMPLE_RATE * fps))
-                bar.update(frames_written - frames.shape[0])
-            bar.update(frames.shape[0])
-            rate = bar.n / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(chunk=f"{index + 1}/{num_chunks}", fps=f"{rate:.1f}")
-
-        with bar:
-            result = render_resumable(
-                pipe, image, waveform, args.output, height=height, width=width, fps=fps,
-                num_inference_steps=args.steps, guidance_scale=args.guidance, chunk_frames=args.chunk_frames,
-                kernel_frames=args.kernel_frames, sampler=args.sampler, seed=args.seed,
-                checkpoint_every=checkpoint_every, argument="--output", resume_argument="--resume",
-                on_chunk=on_chunk,
-            )
-        frames_written = result["num_frames"]
-        elapsed = time.perf_counter() - started
         resumed = f", resumed at chunk {result['resumed_from']}" if result["resumed_from"] else ""
         print(f"wrote {args.output}: {frames_written} frames at {fps:g} fps ({frames_written / fps:.2f} s) in "
               f"{elapsed:.1f} s on {device}{resumed} (progress folder {resume_folder(args.output)} removed)")
-        return 0
-
-    generator = torch.Generator().manual_seed(args.seed)
-    stream = pipe.stream(
-        image, waveform, sample_rate=SAMPLE_RATE, height=height, width=width, fps=fps,
-        num_inference_steps=args.steps, guidance_scale=args.guidance, chunk_frames=args.chunk_frames,
-        kernel_frames=args.kernel_frames, sampler=args.sampler, generator=generator,
-    )
-    first = next(stream)  # validates everything before a file is opened
-    with VideoWriter(args.output, fps, width, height, audio=waveform, audio_sample_rate=SAMPLE_RATE,
-                     argument="--output") as writer, \
-            tqdm(total=first.num_frames, unit="frame", desc="generate", disable=args.quiet) as bar:
-        chunk = first
-        while chunk is not None:
-            writer.write(chunk.frames)
-            bar.update(len(chunk.frames))
-            elapsed = time.perf_counter() - started
-            rate = writer.frames_written / elapsed
-            bar.set_postfix(chunk=f"{chunk.chunk_index + 1}/{chunk.num_chunks}", fps=f"{rate:.1f}",
-                            rtf=f"{rate / fps:.2f}x")
-            chunk = next(stream, None)
-    elapsed = time.perf_counter() - started
-    print(f"wrote {args.output}: {writer.frames_written} frames at {fps:g} fps "
-          f"({writer.frames_written / fps:.2f} s) in {elapsed:.1f} s = {writer.frames_written / elapsed:.1f} FPS "
-          f"({writer.frames_written / elapsed / fps:.2f}x real time) on {device}")
+    else:
+        print(f"wrote {args.output}: {frames_written} frames at {fps:g} fps ({frames_written / fps:.2f} s) in "
+              f"{elapsed:.1f} s = {frames_written / elapsed:.1f} FPS ({frames_written / elapsed / fps:.2f}x real "
+              f"time) on {device}")
     return 0
-
-
-def _usage_error(argument: str, problem: str, fix: str) -> InputError:
-    from .errors import input_error
-
-    return input_error(argument, problem, fix)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
 
     init = subparsers.add_parser("init", help="write a randomly initialised pipeline folder")
-    init.add_argument("--preset", choices=("tiny", "synthetic", "base"), default="tiny")
+    init.add_argument("--preset", choices=tuple(PIPELINE_PRESETS), default="tiny")
     init.add_argument("--output", required=True, help="folder to write")
     init.add_argument("--seed", type=int, default=0)
-    init.add_argument("--sampler", choices=("teacher", "distilled"), default=None)
+    init.add_argument("--sampler", choices=SAMPLERS, default=None)
     init.add_argument("--force", action="store_true", help="write into a non-empty folder")
     init.set_defaults(func=cmd_init)
 
@@ -170,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--steps", type=int, default=None, help="denoising steps per chunk")
     generate.add_argument("--guidance", type=float, default=None, help="audio guidance (teacher sampler)")
-    generate.add_argument("--sampler", choices=("teacher", "distilled"), default=None)
+    generate.add_argument("--sampler", choices=SAMPLERS, default=None,
+                          help="default: the model's; the steps default to the model's whichever sampler")
     generate.add_argument("--fps", type=float, default=None)
     generate.add_argument("--height", type=int, default=None)
     generate.add_argument("--width", type=int, default=None)

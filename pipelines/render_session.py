@@ -1,0 +1,135 @@
+"""The render session: a render prepared once, driven chunk by chunk.
+
+:meth:`AsymKPipeline.prepare` resolves every setting (one resolver; defaults from the model
+folder), preprocesses the portrait, wraps the audio in lazily computed per-frame features and
+plans the chunks. :meth:`RenderSession.chunks` is then the only driver of generation and decode:
+``pipe(...)``, ``pipe.stream``, the CLI, ``--resume`` and the ComfyUI nodes all consume it, and
+:func:`asymk_core.video_io.write_chunks` streams it into an mp4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..asymk_core.errors import input_error
+from ..asymk_core.generation import LoopState, SamplingSettings, VideoChunk, generate_chunks
+from ..asymk_core.kclg import Chunk, ChunkPlan, initial_kernel, next_kernel
+from ..asymk_core.tre import encode_reference
+from ..asymk_core.vae import StreamingDecoder
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Every setting of one render, resolved: size (px), ``fps``, sampler, steps per chunk, audio
+    guidance, the distilled schedule's time ``shift``, latent frames per chunk and per kernel."""
+
+    height: int
+    width: int
+    fps: float
+    sampler: str
+    num_inference_steps: int
+    guidance_scale: float
+    shift: float
+    chunk_frames: int
+    kernel_frames: int
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(sampler=self.sampler, num_inference_steps=self.num_inference_steps,
+                                guidance_scale=self.guidance_scale, shift=self.shift)
+
+
+class RenderSession:
+    """One prepared render (made by :meth:`AsymKPipeline.prepare`).
+
+    Attributes: ``pipe``; ``settings`` (:class:`RenderSettings`); ``plan``
+    (:class:`asymk_core.kclg.ChunkPlan`); ``image`` the portrait ``[1, 3, H, W]`` in [-1, 1] (or
+    ``None`` when reference latents were given); ``audio`` the lazily computed
+    :class:`asymk_core.audio.FrameAudioFeatures`; ``generator``. ``reference_latents`` (TRE,
+    ``[1, C, kernel + chunk, h, w]``) are encoded on first use.
+    """
+
+    def __init__(self, pipe, settings: RenderSettings, plan: ChunkPlan, audio, image: torch.Tensor | None = None,
+                 reference_latents: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
+                 generator: torch.Generator | None = None, callback_on_step_end: Callable | None = None,
+                 callback_on_step_end_tensor_inputs: list[str] | None = None):
+        self.pipe, self.settings, self.plan, self.audio, self.image = pipe, settings, plan, audio, image
+        self.generator = generator
+        self.callback_on_step_end = callback_on_step_end
+        self.callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs or [])
+        self._reference_latents = reference_latents
+        self._decoder: StreamingDecoder | None = None
+
+    @property
+    def reference_latents(self) -> torch.Tensor:
+        """TRE reference latents for this plan's window, encoded once."""
+        given = self._reference_latents
+        if callable(given):
+            given = given(self.plan.window_frames)
+        if given is None:
+            vae = self.pipe.vae
+            with torch.no_grad():
+                given = encode_reference(vae, self.image.to(vae.device), self.plan.window_frames)
+        self._reference_latents = given
+        return given
+
+    @property
+    def initial_kernel(self) -> torch.Tensor:
+        """Chunk 0's motion kernel ``[1, C, kernel_frames, h, w]``."""
+        return initial_kernel(self.reference_latents, self.plan)
+
+    def chunks(self, start_chunk: int = 0, state: LoopState | None = None, *, decode: bool = True,
+               step_callback: Callable | None = None) -> Iterator[VideoChunk | Chunk]:
+        """Generate (and with ``decode``, seamlessly decode) chunks ``start_chunk ..`` in order.
+
+        Yields :class:`asymk_core.generation.VideoChunk` (frames ``[1, f, H, W, 3]`` in [0, 1]), or
+        the latent :class:`asymk_core.kclg.Chunk` with ``decode=False``. Resuming: ``state`` is the
+        :class:`asymk_core.generation.LoopState` saved by :meth:`state_after` for chunk
+        ``start_chunk - 1``; the chunks are then those of an uninterrupted render.
+        ``step_callback(chunk_index, step, num_steps, latents)`` runs after every denoising step,
+        besides the pipeline's progress bar and ``callback_on_step_end``.
+        """
+        pipe, plan, steps = self.pipe, self.plan, self.settings.num_inference_steps
+        kernel = None
+        decoder = StreamingDecoder(pipe.vae) if decode else None
+        if state is not None:
+            kernel = state.kernel
+            if state.generator_state is not None:
+                if self.generator is None:
+                    raise input_error("generator", "resuming needs the render's torch.Generator",
+                                      "prepare the session with generator=torch.Generator()")
+                self.generator.set_state(state.generator_state)
+            if decoder is not None and state.decoder_state is not None:
+                decoder.set_state(state.decoder_state)
+        self._decoder = decoder
+        progress = pipe.progress_bar(total=plan.num_chunks * steps)
+        callback, names = self.callback_on_step_end, self.callback_on_step_end_tensor_inputs
+
+        def on_step(chunk_index, step, num_steps, latents):
+            progress.update()
+            if step_callback is not None:
+                step_callback(chunk_index, step, num_steps, latents)
+            if callback is None:
+                return None
+            outputs = callback(pipe, chunk_index * num_steps + step, step, {name: latents for name in names}) or {}
+            return outputs.get("latents")
+
+        with progress:
+            yield from generate_chunks(
+                pipe.transformer, pipe.vae, pipe.scheduler, self.reference_latents, self.audio, plan,
+                self.settings.sampling, generator=self.generator, step_callback=on_step, decode=decode,
+                start_chunk=start_chunk, kernel=kernel, decoder=decoder,
+            )
+        pipe.maybe_free_model_hooks()
+
+    def state_after(self, chunk: Chunk) -> LoopState:
+        """The loop state right after ``chunk`` was yielded by :meth:`chunks`: enough to resume at
+        ``chunk.index + 1`` (the next chunk has not drawn any noise yet)."""
+        return LoopState(
+            kernel=next_kernel(chunk.kernel, chunk.latents, self.plan.kernel_frames),
+            generator_state=None if self.generator is None else self.generator.get_state(),
+            decoder_state=None if self._decoder is None else self._decoder.get_state(),
+        )
