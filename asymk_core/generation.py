@@ -17,6 +17,7 @@ from .errors import input_error
 from .kclg import Chunk, ChunkPlan, DenoiseChunk, chunk_audio_windows, initial_kernel, kclg_chunks
 from .sampling import (
     ChunkConditions,
+    kernel_cache_for,
     StepCallback,
     check_sampler,
     sample_chunk_distilled,
@@ -83,7 +84,7 @@ def make_chunk_denoiser(
         features = chunk_audio_windows(audio, plan, chunk_index).to(device=device, dtype=dtype)
         conditions = ChunkConditions(
             kernel=kernel.to(dtype), reference_latents=reference_latents,
-            audio_features=features.expand(batch, *features.shape[1:]),
+            audio_features=features.expand(batch, *features.shape[1:]), kernel_cache=kernel_cache_for(transformer),
         )
         if settings.sampler == "distilled":
             with torch.no_grad():

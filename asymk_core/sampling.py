@@ -15,10 +15,19 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from .choices import SAMPLERS
 from .errors import input_error
 from .flow_matching import NUM_TRAIN_TIMESTEPS, time_shift, x0_from_velocity
+from .models.kernel_attention import KernelCache
 
 StepCallback = Callable[[int, int, int, torch.Tensor], torch.Tensor | None]
 """``callback(chunk_index, step_index, num_steps, latents)`` after every denoising step; a returned
 tensor replaces the latents (diffusers' ``callback_on_step_end`` contract)."""
+
+
+def kernel_cache_for(transformer) -> KernelCache | None:
+    """A fresh :class:`KernelCache` for one chunk if ``transformer`` uses block-causal kernel attention."""
+    config = getattr(transformer, "config", None)
+    if config is not None and config.get("kernel_attention", "full") == "block_causal":
+        return KernelCache()
+    return None
 
 
 def check_sampler(sampler: str, argument: str = "sampler") -> str:
@@ -33,12 +42,15 @@ class ChunkConditions:
     """Everything a chunk is conditioned on.
 
     ``kernel`` ``[B, C, tau, h, w]`` clean latents; ``reference_latents`` ``[B, C, tau + n, h, w]``;
-    ``audio_features`` ``[B, n, r, W, L, D_a]`` or ``None`` (unconditional).
+    ``audio_features`` ``[B, n, r, W, L, D_a]`` or ``None`` (unconditional). ``kernel_cache``
+    (block-causal models at inference): shared by every transformer call of the chunk, so the
+    kernel tokens are computed once.
     """
 
     kernel: torch.Tensor
     reference_latents: torch.Tensor
     audio_features: torch.Tensor | None
+    kernel_cache: KernelCache | None = None
 
 
 def predict_velocity(
@@ -58,6 +70,7 @@ def predict_velocity(
     output = transformer(
         window, timestep, conditions.reference_latents, conditions.audio_features if audio else None,
         kernel_frames=kernel_frames,
+        **({} if conditions.kernel_cache is None else {"kernel_cache": conditions.kernel_cache}),
     ).sample
     return output[:, :, kernel_frames:]
 

@@ -153,7 +153,7 @@ def format_result(result: DemoResult, device: str) -> str:
                      f"identity distance = {m['identity_distance']:.4f}{slope}, "
                      f"boundary jump = {boundary}, PSNR vs ground truth = {m['psnr']:.2f} dB")
         if m.get("fidelity"):
-            from .eval.fidelity import format_fidelity
+            from ..asymk_core.eval.fidelity import format_fidelity
 
             flagged = m["fidelity"]["flagged"]
             lines.append("fidelity per window (colour error in 8-bit levels; "

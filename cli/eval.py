@@ -54,7 +54,7 @@ def run(args) -> int:
                              seed=args.seed, out_dir=args.out, probe=load_probe(args.probe),
                              num_inference_steps=args.steps, progress=not args.quiet)
     print(json.dumps(results["summary"], indent=2))
-    from .fidelity import format_fidelity
+    from ..asymk_core.eval.fidelity import format_fidelity
 
     for clip in results["clips"]:
         if "fidelity" in clip:

@@ -76,3 +76,24 @@ def test_config_flag_defaults_to_full_and_round_trips(tmp_path):
     window, time, audio = _inputs(0, 0.5)
     with pytest.raises(ValueError, match="kernel_cache"):
         AsymKTransformer.from_preset("tiny")(window, time, window, audio, kernel_frames=TAU, kernel_cache=KernelCache())
+
+
+def test_a_block_causal_pipeline_renders_the_same_with_and_without_the_cache(monkeypatch):
+    """End to end: the pipeline's chunk loop uses one cache per chunk; frames equal uncached sampling."""
+    from asymk_talker import AsymKPipeline
+    from asymk_talker.asymk_core import generation
+
+    torch.manual_seed(0)
+    pipe = AsymKPipeline.from_preset("tiny", seed=0)
+    causal = AsymKTransformer.from_preset("tiny", kernel_attention="block_causal")
+    causal.load_state_dict(pipe.transformer.state_dict())
+    pipe.register_modules(transformer=causal.eval())
+    pipe.set_progress_bar_config(disable=True)
+    audio = torch.sin(torch.linspace(0, 900, 16000)).numpy() * 0.3
+    image = torch.rand(32, 32, 3).numpy()
+    kwargs = dict(image=image, audio=audio, sample_rate=16000, output_type="np", num_inference_steps=2,
+                  sampler="teacher", guidance_scale=2.0)
+    cached = pipe(generator=torch.Generator().manual_seed(3), **kwargs).frames
+    monkeypatch.setattr(generation, "kernel_cache_for", lambda transformer: None)
+    uncached = pipe(generator=torch.Generator().manual_seed(3), **kwargs).frames
+    assert cached.shape == uncached.shape and abs(cached - uncached).max() < 1e-5
