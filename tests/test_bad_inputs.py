@@ -378,6 +378,32 @@ def test_api_bad_input(argument, overrides, kind, tiny_pipe, portrait_array):
 
 @pytest.mark.parametrize("name", ["missing_safetensors", "corrupt_safetensors", "invalid_json_config",
                                   "mismatched_component"])
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_cli_pickled_bin_weights_are_named_and_never_unpickled(models, good, tmp_path, capfd):
+    """A model folder whose weights are a pickled .bin holding a code-running object: one line that
+    says what it is (not "incomplete or corrupt"), nothing else from diffusers, and no code runs."""
+    folder = tmp_path / "pickled"
+    shutil.copytree(models / "tiny", folder)
+    (folder / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    torch.save({"patch_embedding.weight": _RunsCodeWhenUnpickled(marker)},
+               str(folder / "transformer" / "diffusion_pytorch_model.bin"))
+    capfd.readouterr()
+    assert main(["generate", "--model", str(folder), "--image", str(good["image"]), "--audio", str(good["audio"]),
+                 "--output", str(tmp_path / "out.mp4"), "--steps", "1", "--quiet"]) == 2
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    assert "`--model`" in err[0] and "are a pickled .bin holding Python objects besides tensors" in err[0], err[0]
+    assert "corrupt" not in err[0] and not marker.exists()
+
+
 def test_api_bad_model_folder(name, models, tmp_path):
     from asymk_talker import AsymKPipeline
 
