@@ -108,6 +108,8 @@ def _audio_file(tmp: Path, good: dict, name: str) -> Path:
         return good["image"]
     elif name == "too_short":
         sf.write(path, wave[:320], 16000)
+    elif name == "rate_1khz":  # the API refuses sample_rate=1000; a file at 1 kHz must be refused too
+        sf.write(path, speech_like(1.0, 1000), 1000)
     return path
 
 
@@ -178,6 +180,7 @@ CLI_FAILURES = [
     ("audio", "too_short", "--audio", "shorter than"),
     ("audio", "a_folder", "--audio", "is a folder"),
     ("audio", "image_as_audio", "--audio", "has no audio stream"),
+    ("audio", "rate_1khz", "--audio", "is sampled at 1000 Hz, outside 4000..384000 Hz"),
     ("image", "missing", "--image", "does not exist"),
     ("image", "one_pixel", "--image", "smaller than 32 px"),
     ("image", "20000x20000", "--image", "larger than 8192 px"),
