@@ -20,6 +20,7 @@ from diffusers.utils import BaseOutput
 
 from ..asymk_core.audio import FrameAudioFeatures, load_audio
 from ..asymk_core.errors import input_error
+from ..asymk_core.files import apply_umask_to_weights
 from ..asymk_core.generation import (
     SamplingSettings,
     VideoChunk,
@@ -155,6 +156,7 @@ class AsymKPipeline(DiffusionPipeline):
                 index[name] = ["asymk_talker", value[1]]
         index["_class_name"] = "AsymKPipeline"
         index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        apply_umask_to_weights(save_directory)  # safetensors writes 0600 whatever the umask
 
     # ------------------------------------------------------------------------------------ checks
     def check_inputs(
