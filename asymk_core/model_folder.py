@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .errors import input_error
+from .limits import check_component_config
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "models" / "asymk-synthetic"
@@ -141,6 +142,7 @@ def load_pipeline_components(folder: Path, torch_dtype: torch.dtype | None = Non
                 any(subfolder.glob(pattern)) for pattern in ("*.safetensors", "*.bin")):
             raise input_error(argument, f"{subfolder} has no weights file (diffusion_pytorch_model.safetensors)",
                               "re-save or re-download the model; the folder is incomplete")
+        check_component_config(subfolder, class_name, argument)  # absurd sizes: refused before building
         kwargs = {}
         if name in ("transformer", "vae") and not any(subfolder.glob("*.safetensors")):
             kwargs["use_safetensors"] = False  # only a .bin: diffusers would log a failed safetensors lookup

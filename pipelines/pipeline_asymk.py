@@ -29,6 +29,7 @@ from ..asymk_core.generation import (
 )
 from ..asymk_core.image import preprocess_image
 from ..asymk_core.kclg import ChunkPlan
+from ..asymk_core.limits import check_render_memory
 from ..asymk_core.models.transformer import AsymKTransformer
 from ..asymk_core.model_folder import load_pipeline_components, preset_components, resolve_model_folder
 from ..asymk_core.vae import temporal_factor, use_onednn_convolutions
@@ -176,7 +177,9 @@ class AsymKPipeline(DiffusionPipeline):
         for name, value in (("height", height), ("width", width)):
             positive_int(name, value, 4096)
         latent_size(self.vae, self.transformer, height, width)
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= 120:
+        check_render_memory(self.transformer.config, self.vae.config, height, width, chunk_frames, kernel_frames,
+                            dtype=self.vae.dtype, device=self._execution_device)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not 1 <= fps <= 120:
             raise input_error("fps", f"{fps!r} is not a frame rate", "pass a number between 1 and 120")
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not (
             0 <= guidance_scale <= 50
