@@ -18,6 +18,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from .errors import InputError, input_error
+from .files import check_input_file
 
 logger = logging.getLogger("asymk_talker.audio")
 
@@ -284,8 +285,7 @@ def load_audio(audio, sample_rate: int | None = None, *, argument: str = "audio"
         path = Path(audio).expanduser()
         if str(audio) == "":
             raise input_error(argument, "the path is empty", "pass the path of a speech recording")
-        if not path.exists():
-            raise input_error(argument, f"{path} does not exist", "check the path of the audio file")
+        check_input_file(audio, path, argument, "audio")
         if path.is_dir():
             raise input_error(argument, f"{path} is a folder, not an audio file", "pass the path of an audio file")
         stream = _read_soundfile(path, argument, max_seconds) if path.suffix.lower() in _SOUNDFILE_SUFFIXES else None

@@ -70,6 +70,7 @@ def cmd_generate(args) -> int:
     from .audio import SAMPLE_RATE, load_audio
     from .errors import input_error
     from .image import load_image
+    from .seeds import seeded_generator
     from .video_io import VideoWriter, _check_output_path
 
     if args.checkpoint_every is not None and not args.resume:
@@ -118,7 +119,7 @@ def cmd_generate(args) -> int:
               f"{elapsed:.1f} s on {device}{resumed} (progress folder {resume_folder(args.output)} removed)")
         return 0
 
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = seeded_generator(args.seed)  # all 64 bits of the seed count
     stream = pipe.stream(
         image, waveform, sample_rate=SAMPLE_RATE, height=height, width=width, fps=fps,
         num_inference_steps=args.steps, guidance_scale=args.guidance, chunk_frames=args.chunk_frames,

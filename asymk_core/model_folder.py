@@ -174,8 +174,8 @@ def _refused_pickle(error: BaseException) -> bool:
 
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, pickle.UnpicklingError):
-            return True
+        if isinstance(error, pickle.UnpicklingError) and "global" in str(error).lower():
+            return True  # a Python object the weights-only unpickler would not build (not mere garbage)
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return False

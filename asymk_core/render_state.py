@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .errors import input_error
+from .seeds import seeded_generator
 
 STATE_FORMAT = 1
 STATE_FILE = "state.json"
@@ -268,7 +269,7 @@ def render_resumable(
     if state is None:
         state = RenderState(settings=fingerprint)
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)  # all 64 bits of the seed count
     if state.generator_state is not None:
         generator.set_state(state.generator_state)
     decoder = StreamingDecoder(pipe.vae)

@@ -18,6 +18,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..asymk_core.errors import input_error
+from ..asymk_core.seeds import seeded_generator
 
 logger = logging.getLogger("asymk_talker")
 
@@ -261,7 +262,7 @@ def resolve_run(model: AsymKModel, reference: AsymKReference, audio, seed, steps
     chunk_frames = chunk_frames or config.chunk_frames
     kernel_frames = kernel_frames or config.kernel_frames
     fps = float(audio.fps)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed) % (1 << 63))
+    generator = seeded_generator(int(seed) % (1 << 64))  # all 64 bits of the seed count
     pipe.check_inputs(reference.height, reference.width, fps, int(steps), guidance, int(chunk_frames),
                       int(kernel_frames), "latent", generator, None)
     plan = ChunkPlan(int(audio.num_frames), int(chunk_frames), int(kernel_frames), temporal_factor(pipe.vae))

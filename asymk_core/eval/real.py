@@ -78,7 +78,11 @@ def load_metric_model(path: str | os.PathLike, argument: str, device: str = "cpu
     except Exception:
         try:
             model = torch.load(str(source), map_location=device, weights_only=True)
-        except pickle.UnpicklingError:
+        except pickle.UnpicklingError as error:
+            if "global" not in str(error).lower():  # not a refused Python object: unreadable data
+                raise input_error(argument, f"{source} is not a TorchScript file or a PyTorch checkpoint "
+                                  "(UnpicklingError)", "export the model with torch.jit.script / trace "
+                                  "(docs/real_data.md)") from None
             if not allow_pickle:
                 raise input_error(argument, f"{source} is a pickled Python object, and unpickling it could run "
                                   "code from the file", "export the model as TorchScript "
