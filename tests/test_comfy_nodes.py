@@ -425,3 +425,42 @@ def test_cli_runs_from_a_clone_of_any_name_without_install(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (output / "model_index.json").is_file()
+
+
+# Loads the pack the way ComfyUI's load_custom_node does (the module is named by the folder's path,
+# dots replaced), raises one of its errors from a node, and formats the type as ComfyUI's
+# execution.full_type_name does for the error it shows on the node.
+COMFY_STYLE_IMPORT = """
+import importlib, importlib.util, os, sys
+root = sys.argv[1]
+name = root.replace(".", "_x_")
+spec = importlib.util.spec_from_file_location(name, os.path.join(root, "__init__.py"),
+                                              submodule_search_locations=[root])
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+spec.loader.exec_module(module)
+errors = importlib.import_module(name + ".asymk_core.errors")
+try:
+    raise errors.input_error("pipeline", "expected an ASYMK_PIPELINE", "connect AsymK Load Model")
+except Exception as ex:
+    module_name = ex.__class__.__module__
+    shown = ex.__class__.__qualname__ if module_name == "builtins" else module_name + "." + ex.__class__.__qualname__
+    print(shown)
+"""
+
+
+def test_error_types_show_a_readable_name_in_comfyui(tmp_path):
+    import pickle
+    import subprocess
+
+    from asymk_talker.asymk_core.errors import InvalidInputValue, input_error
+
+    clone = tmp_path / "custom_nodes" / "asymk-talker"
+    clone.parent.mkdir()
+    clone.symlink_to(ROOT, target_is_directory=True)
+    result = subprocess.run([sys.executable, "-c", COMFY_STYLE_IMPORT, str(clone)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "asymk_talker.InvalidInputValue"
+    error = pickle.loads(pickle.dumps(input_error("audio", "is silent", "pass speech")))
+    assert type(error) is InvalidInputValue and isinstance(error, ValueError) and "`audio`" in str(error)
