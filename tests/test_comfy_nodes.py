@@ -464,3 +464,44 @@ def test_error_types_show_a_readable_name_in_comfyui(tmp_path):
     assert result.stdout.strip() == "asymk_talker.InvalidInputValue"
     error = pickle.loads(pickle.dumps(input_error("audio", "is silent", "pass speech")))
     assert type(error) is InvalidInputValue and isinstance(error, ValueError) and "`audio`" in str(error)
+
+
+BROKEN_TORCHAUDIO_SESSION = """
+import asyncio, sys
+fake_site, tests_dir, comfy_base, model_dir = sys.argv[1:5]
+sys.path.insert(0, fake_site)
+sys.path.insert(0, tests_dir)
+import test_comfy_fake
+test_comfy_fake.install(comfy_base)
+import asymk_talker
+extension = asyncio.run(asymk_talker.comfy_entrypoint())
+nodes = {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+print("nodes", sorted(nodes))
+import os, torch
+import folder_paths
+target = os.path.join(folder_paths.models_dir, "asymk")
+os.makedirs(target, exist_ok=True)
+os.symlink(model_dir, os.path.join(target, "tiny"))
+with torch.inference_mode():
+    output = nodes["AsymKLoadModel"].execute(model="tiny")
+    pipe = output.args[0]
+print("loaded", type(output.args[0]).__name__)
+"""
+
+
+def test_broken_torchaudio_keeps_the_pack_working(tmp_path, tiny_model_dir):
+    """A torchaudio whose import raises OSError (a build for another torch) is installed: the pack
+    starts, logs what is wrong, and AsymK Load Model still loads a model."""
+    import subprocess
+
+    site = tmp_path / "site"
+    (site / "torchaudio").mkdir(parents=True)
+    (site / "torchaudio" / "__init__.py").write_text(
+        "raise OSError('libtorchaudio.so: undefined symbol: _ZN3c104cuda9SetDeviceEi')\n")
+    result = subprocess.run([sys.executable, "-c", BROKEN_TORCHAUDIO_SESSION, str(site), str(ROOT / "tests"),
+                             str(tmp_path / "ComfyUI"), str(tiny_model_dir)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nodes " + str(sorted(OUR_NODES)) in result.stdout
+    assert "loaded" in result.stdout
+    assert "AsymK-Talker: the installed torchaudio does not import (OSError: libtorchaudio.so" in result.stderr
