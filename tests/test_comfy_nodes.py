@@ -505,3 +505,50 @@ def test_broken_torchaudio_keeps_the_pack_working(tmp_path, tiny_model_dir):
     assert "nodes " + str(sorted(OUR_NODES)) in result.stdout
     assert "loaded" in result.stdout
     assert "AsymK-Talker: the installed torchaudio does not import (OSError: libtorchaudio.so" in result.stderr
+
+
+TITLE_HEIGHT = 30  # LiteGraph draws a node's title bar above its `pos`
+
+
+@pytest.mark.parametrize("name", ["asymk_talking_head.json", "asymk_long_form.json"])
+def test_template_opens_with_every_node_on_screen(name):
+    """With the saved view (screen = (canvas + offset) * scale), every node, title bar included, is
+    inside a 1680 x 900 canvas area (a 1080p window minus ComfyUI's menus)."""
+    workflow = json.loads((WORKFLOWS / name).read_text())
+    view = workflow["extra"]["ds"]
+    scale, (dx, dy) = view["scale"], view["offset"]
+    for node in workflow["nodes"]:
+        (x, y), (w, h) = node["pos"], node["size"]
+        left, top = (x + dx) * scale, (y - TITLE_HEIGHT + dy) * scale
+        right, bottom = (x + w + dx) * scale, (y + h + dy) * scale
+        assert left >= 0 and top >= 0 and right <= 1680 and bottom <= 900, (node["type"], left, top, right, bottom)
+
+
+@pytest.mark.parametrize("name", ["asymk_talking_head", "asymk_long_form"])
+def test_template_thumbnail_is_a_real_jpeg(name):
+    from PIL import Image
+
+    path = WORKFLOWS / f"{name}.jpg"  # what ComfyUI's template gallery requests next to the .json
+    with Image.open(path) as image:
+        assert image.format == "JPEG" and image.size[0] >= 128 and image.size == image.size[::-1]
+        pixels = np.asarray(image.convert("RGB"), np.float32)
+    assert pixels.std() > 10  # a picture, not a flat placeholder
+
+
+def test_talking_head_thumbnail_is_a_frame_of_the_shipped_models_output():
+    """Rendering the documented frame again with the shipped default model gives the thumbnail
+    (up to JPEG and resize rounding)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_template_thumbnails as thumbnails
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    from PIL import Image
+
+    seconds, index = thumbnails.THUMBNAILS["asymk_talking_head"]
+    frames = thumbnails.render_frames(seconds)
+    expected = np.asarray(thumbnails.thumbnail(frames[index]), np.float32)
+    shipped = np.asarray(Image.open(WORKFLOWS / "asymk_talking_head.jpg").convert("RGB"), np.float32)
+    other = np.asarray(thumbnails.thumbnail(frames[0]), np.float32)
+    assert np.abs(shipped - expected).mean() < 3.0, np.abs(shipped - expected).mean()
+    assert np.abs(shipped - expected).mean() < np.abs(other - expected).mean()  # that frame, not any frame
