@@ -119,10 +119,10 @@ def check_config_bounds(config: dict, class_name: str, where: str, argument: str
         raise input_error(argument, f"{where} describes a {class_name} of about {parameters:.1e} parameters "
                           f"({named}), more than the {MAX_PARAMETERS:.0e} allowed", fix)
     available = available_memory("cpu")
-    if available is not None and parameters * 4 > available:
+    if available is not None and parameters * 2 > available:  # 2 bytes: even half precision needs that
         raise input_error(argument, f"{where} describes a {class_name} of about {parameters:.1e} parameters, "
-                          f"{parameters * 4 / 2**30:.1f} GiB in float32, more than the {available / 2**30:.1f} GiB "
-                          "of memory available", "use a machine with more memory, or " + fix)
+                          f"at least {parameters * 2 / 2**30:.1f} GiB even in half precision, more than the "
+                          f"{available / 2**30:.1f} GiB of memory available", "use a machine with more memory, or " + fix)
     for key, elements in buffers.items():
         if elements > MAX_BUFFER_ELEMENTS:
             raise input_error(argument, f"{where} sets {key}={config.get(key)}, which needs a buffer of "
