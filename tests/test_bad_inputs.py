@@ -394,8 +394,6 @@ def test_api_bad_input(argument, overrides, kind, tiny_pipe, portrait_array):
     assert f"`{argument}`" in str(info.value) and "Fix:" in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["missing_safetensors", "corrupt_safetensors", "invalid_json_config",
-                                  "mismatched_component"])
 class _RunsCodeWhenUnpickled:
     def __init__(self, marker: Path):
         self.marker = str(marker)
@@ -488,6 +486,8 @@ def test_cli_every_bit_of_the_seed_counts(models, good, tmp_path):
     assert not np.array_equal(videos[1], videos[2])
 
 
+@pytest.mark.parametrize("name", ["missing_safetensors", "corrupt_safetensors", "invalid_json_config",
+                                  "mismatched_component"])
 def test_api_bad_model_folder(name, models, tmp_path):
     from asymk_talker import AsymKPipeline
 
