@@ -16,6 +16,9 @@ _LAZY_EXPORTS = {
     "AsymKPipelineOutput": ".pipelines.pipeline_asymk",
     "AsymKTransformer": ".asymk_core.models.transformer",
     "LogMelAudioEncoder": ".asymk_core.audio",
+    "InputError": ".asymk_core.errors",
+    "InvalidInputValue": ".asymk_core.errors",
+    "InvalidInputType": ".asymk_core.errors",
 }
 
 __all__ = [*_LAZY_EXPORTS, "comfy_entrypoint", "__version__"]

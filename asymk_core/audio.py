@@ -7,6 +7,7 @@ of ``T`` samples has ``T // 320 + 1`` feature frames, whichever encoder is used.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import struct
@@ -17,8 +18,11 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from .errors import input_error
+from .errors import InputError, input_error
+from .files import check_input_file
 from .kclg import audio_frame_centres, audio_window_index
+
+logger = logging.getLogger("asymk_talker.audio")
 
 SAMPLE_RATE = 16_000
 FEATURE_RATE = 50
@@ -27,6 +31,8 @@ MIN_SECONDS = 0.04
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 384_000
 MAX_CHANNELS = 16
 SILENCE_PEAK = 1e-4
+LOUD_PEAK = 1.5  # float audio peaking above this is reported (it is scaled to peak 1 above 1.0)
+BLOCK_SAMPLES = 1 << 18  # decoded samples (all channels together) per block: 1 MB of float32
 
 _SOUNDFILE_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".caf", ".w64", ".rf64"}
 
@@ -48,9 +54,9 @@ def _check_sample_rate(sample_rate, argument: str) -> int:
         raise input_error("sample_rate", f"{sample_rate!r} is not a whole number of Hz",
                           "pass an integer such as 16000")
     rate = int(sample_rate)
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise input_error("sample_rate", f"{rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz",
-                          "pass the real sample rate of the recording")
+    problem = _rate_problem(rate)
+    if problem:
+        raise input_error("sample_rate", f"{rate} Hz is {problem}", "pass the real sample rate of the recording")
     return rate
 
 
@@ -122,7 +128,71 @@ def _wav_missing_bytes(path: Path) -> int:
     return 0
 
 
-def _read_soundfile(path: Path, argument: str, max_seconds: float) -> tuple[np.ndarray, int] | None:
+def _rate_problem(rate) -> str | None:
+    """Why a sample rate cannot be used (the one rule for arrays and files), or ``None``."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        return f"outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
+    return None
+
+
+class _MonoTo16k:
+    """Mono blocks at the source rate in, 16 kHz float32 out: the streaming half of ``load_audio``.
+
+    Resampling is libswresample's (``av.AudioResampler``), which keeps its filter state between
+    blocks, so the result does not depend on the block size, and memory holds one block plus the
+    16 kHz output, whatever the source rate or channel count. Keeps what the checks need: the
+    source sample count, the peak and whether every sample was finite.
+    """
+
+    def __init__(self, rate: int, argument: str, where: str, max_seconds: float):
+        self.rate, self.argument, self.where, self.max_seconds = rate, argument, where, max_seconds
+        self.limit = int(max_seconds * rate)  # source samples allowed
+        self.samples, self.peak, self.finite = 0, 0.0, True
+        self.pieces: list[np.ndarray] = []
+        self._swr, self._pts = None, 0
+        if rate != SAMPLE_RATE:
+            import av
+
+            self._swr = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+    def add(self, block: np.ndarray) -> None:
+        if block.size == 0:
+            return
+        self.samples += block.size
+        if self.samples > self.limit:
+            raise input_error(self.argument, f"{self.where} lasts more than the {self.max_seconds:g} s allowed",
+                              "split the audio into shorter parts")
+        low, high = float(np.min(block)), float(np.max(block))  # NaN propagates through min/max
+        if math.isfinite(low) and math.isfinite(high):
+            self.peak = max(self.peak, high, -low)
+        else:
+            self.finite = False
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self._swr is None:
+            self.pieces.append(block.copy())
+            return
+        import av
+
+        frame = av.AudioFrame.from_ndarray(block[None], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = self.rate, self._pts
+        self._pts += block.size
+        self.pieces.extend(out.to_ndarray().reshape(-1).copy() for out in self._swr.resample(frame))
+
+    def finish(self) -> np.ndarray:
+        if self._swr is not None and self.samples:
+            self.pieces.extend(out.to_ndarray().reshape(-1).copy() for out in self._swr.resample(None))
+        waveform = np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
+        self.pieces = []
+        return waveform
+
+
+def _block_frames(channels: int) -> int:
+    """Frames per decoded block: ``BLOCK_SAMPLES`` samples over all channels (at least one frame)."""
+    return max(1, BLOCK_SAMPLES // max(1, channels))
+
+
+def _read_soundfile(path: Path, argument: str, max_seconds: float) -> _MonoTo16k | None:
+    """Decode with libsndfile block by block, mixing each block to mono (channel mean)."""
     import soundfile as sf
 
     try:
@@ -133,19 +203,32 @@ def _read_soundfile(path: Path, argument: str, max_seconds: float) -> tuple[np.n
     if missing:
         raise input_error(argument, f"{path} is truncated: its header declares {missing} more bytes of audio "
                           "than the file holds", "pass the complete file (re-download or re-export it)")
-    if info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
+    problem = _rate_problem(info.samplerate)
+    if problem:
+        raise input_error(argument, f"{path} is sampled at {info.samplerate} Hz, {problem}",
+                          "resample the recording, e.g. `ffmpeg -i in.wav -ar 16000 out.wav`")
+    if info.frames / info.samplerate > max_seconds:  # from the header, before decoding anything
         raise input_error(argument, f"{path} lasts {info.frames / info.samplerate:.1f} s, more than the "
                           f"{max_seconds:g} s allowed", "split the audio into shorter parts")
+    stream = _MonoTo16k(int(info.samplerate), argument, str(path), max_seconds)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as handle:
+            frames = _block_frames(handle.channels)
+            while True:
+                block = handle.read(frames, dtype="float32", always_2d=True)  # [frames, C]
+                if not len(block):
+                    break
+                stream.add(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
     except Exception as exc:
+        if isinstance(exc, InputError):
+            raise
         raise input_error(argument, f"{path} could not be decoded ({type(exc).__name__}: {exc})",
                           "pass an intact wav/flac/ogg/mp3/m4a file") from None
-    return data.T, int(rate)  # [C, T]
+    return stream
 
 
-def _read_pyav(path: Path, argument: str, max_seconds: float) -> np.ndarray:
-    """Decode the first audio stream with PyAV, resampled to 16 kHz float mono [T]."""
+def _read_pyav(path: Path, argument: str, max_seconds: float) -> _MonoTo16k:
+    """Decode the first audio stream with PyAV frame by frame, each resampled to 16 kHz mono."""
     import av
 
     try:
@@ -153,38 +236,32 @@ def _read_pyav(path: Path, argument: str, max_seconds: float) -> np.ndarray:
     except Exception as exc:
         raise input_error(argument, f"{path} is not a readable audio file ({type(exc).__name__})",
                           "pass an intact wav/flac/ogg/mp3/m4a/mp4 file") from None
-    pieces: list[np.ndarray] = []
-    total = 0
-    limit = int(max_seconds * SAMPLE_RATE) + SAMPLE_RATE
+    stream = _MonoTo16k(SAMPLE_RATE, argument, str(path), max_seconds)
     try:
         if not container.streams.audio:
             raise input_error(argument, f"{path} has no audio stream", "pass a file that contains speech audio")
-        stream = container.streams.audio[0]
+        audio = container.streams.audio[0]
+        rate = audio.codec_context.sample_rate or SAMPLE_RATE
+        problem = _rate_problem(rate)
+        if problem:
+            raise input_error(argument, f"{path} is sampled at {rate} Hz, {problem}",
+                              "resample the recording, e.g. `ffmpeg -i in.m4a -ar 16000 out.wav`")
+        if audio.duration is not None and audio.time_base is not None \
+                and float(audio.duration * audio.time_base) > max_seconds + 1:
+            raise input_error(argument, f"{path} lasts {float(audio.duration * audio.time_base):.1f} s, more than "
+                              f"the {max_seconds:g} s allowed", "split the audio into shorter parts")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        for frame in container.decode(stream):
+        for frame in container.decode(audio):
             for out in resampler.resample(frame):
-                pieces.append(out.to_ndarray().reshape(-1).copy())
-                total += pieces[-1].size
-            if total > limit:
-                raise input_error(argument, f"{path} lasts more than the {max_seconds:g} s allowed",
-                                  "split the audio into shorter parts")
+                stream.add(out.to_ndarray().reshape(-1))
         for out in resampler.resample(None):
-            pieces.append(out.to_ndarray().reshape(-1).copy())
+            stream.add(out.to_ndarray().reshape(-1))
     except av.FFmpegError as exc:
         raise input_error(argument, f"{path} could not be decoded ({type(exc).__name__}: {exc})",
                           "pass an intact audio file") from None
     finally:
         container.close()
-    return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
-
-
-def _resample(waveform: np.ndarray, rate: int) -> np.ndarray:
-    if rate == SAMPLE_RATE:
-        return waveform
-    from scipy.signal import resample_poly
-
-    g = math.gcd(SAMPLE_RATE, rate)
-    return resample_poly(waveform.astype(np.float64), SAMPLE_RATE // g, rate // g)
+    return stream
 
 
 def load_audio(audio, sample_rate: int | None = None, *, argument: str = "audio",
@@ -193,10 +270,13 @@ def load_audio(audio, sample_rate: int | None = None, *, argument: str = "audio"
 
     ``audio``: a path (wav/flac/ogg via soundfile; mp3/m4a/aac/mp4/... via PyAV), or a numpy
     array / torch tensor shaped ``[T]``, ``[C, T]`` (channels first, C <= 16) or ``[1, C, T]``
-    (ComfyUI AUDIO waveform) with ``sample_rate`` in Hz (4 kHz..384 kHz; ignored for paths).
-    Float samples are taken as they are; int8/int16/int32/uint8 PCM is scaled to [-1, 1].
-    Channels are averaged, then resampled with ``scipy.signal.resample_poly``. Bad input raises a
-    ``ValueError``/``TypeError`` naming ``argument``.
+    (ComfyUI AUDIO waveform) with ``sample_rate`` in Hz (4 kHz..384 kHz, for files and arrays
+    alike). int8/int16/int32/uint8 PCM is scaled to [-1, 1]; float audio that peaks above 1 is
+    scaled down to peak 1 (with a logged warning when it peaks above ``LOUD_PEAK``). Files are
+    decoded in blocks, each mixed to mono and resampled to 16 kHz (``av.AudioResampler``) as it
+    arrives, so memory does not depend on the channel count or the source rate; the length limit
+    ``max_seconds`` is checked from the header before decoding where the header says it.
+    Bad input raises a ``ValueError``/``TypeError`` naming ``argument``.
     """
     if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
         raise input_error("max_seconds", f"{max_seconds!r} is not a positive number of seconds",
@@ -205,46 +285,45 @@ def load_audio(audio, sample_rate: int | None = None, *, argument: str = "audio"
         path = Path(audio).expanduser()
         if str(audio) == "":
             raise input_error(argument, "the path is empty", "pass the path of a speech recording")
-        if not path.exists():
-            raise input_error(argument, f"{path} does not exist", "check the path of the audio file")
+        check_input_file(audio, path, argument, "audio")
         if path.is_dir():
             raise input_error(argument, f"{path} is a folder, not an audio file", "pass the path of an audio file")
-        read = _read_soundfile(path, argument, max_seconds) if path.suffix.lower() in _SOUNDFILE_SUFFIXES else None
-        if read is None:
-            waveform = _read_pyav(path, argument, max_seconds)
-            rate = SAMPLE_RATE
-        else:
-            channels, rate = read
-            if channels.shape[0] == 0 or channels.shape[1] == 0:
-                waveform = np.zeros(0, np.float32)
-            else:
-                waveform = channels.mean(axis=0) if channels.shape[0] > 1 else channels[0]
+        stream = _read_soundfile(path, argument, max_seconds) if path.suffix.lower() in _SOUNDFILE_SUFFIXES else None
+        if stream is None:
+            stream = _read_pyav(path, argument, max_seconds)
         where = str(path)
     elif isinstance(audio, (np.ndarray, torch.Tensor)):
         rate = _check_sample_rate(sample_rate, argument)
         waveform = _array_to_mono(_array_to_float(audio, argument), argument)
         where = "the waveform"
+        if waveform.size / rate > max_seconds:
+            raise input_error(argument, f"{where} lasts {waveform.size / rate:.1f} s, more than the "
+                              f"{max_seconds:g} s allowed", "split the audio into shorter parts")
+        stream = _MonoTo16k(rate, argument, where, max_seconds)
+        for start in range(0, waveform.size, BLOCK_SAMPLES):
+            stream.add(waveform[start:start + BLOCK_SAMPLES])
+        del waveform
     else:
         raise input_error(argument, f"expected a file path, numpy array or torch tensor, got {type(audio).__name__}",
                           "pass a path to a speech recording, or an array with sample_rate", kind=TypeError)
 
-    if waveform.size == 0:
+    if stream.samples == 0:
         raise input_error(argument, f"{where} has no samples", "pass a speech recording")
-    seconds = waveform.size / rate
-    if seconds > max_seconds:
-        raise input_error(argument, f"{where} lasts {seconds:.1f} s, more than the {max_seconds:g} s allowed",
-                          "split the audio into shorter parts")
+    seconds = stream.samples / stream.rate
     if seconds < MIN_SECONDS:
         raise input_error(argument, f"{where} lasts {seconds * 1000:.1f} ms, shorter than {MIN_SECONDS * 1000:.0f} ms",
                           "pass a longer speech recording")
-    # min/max instead of np.isfinite/np.abs: same answers (NaN and inf propagate through them) without
-    # temporary copies of the waveform, which for 10 minutes of audio would be 40-80 MB at the peak.
-    low, high = float(np.min(waveform)), float(np.max(waveform))
-    if not (math.isfinite(low) and math.isfinite(high)):
+    if not stream.finite:
         raise input_error(argument, f"{where} contains NaN or infinite samples", "pass finite samples")
-    if max(high, -low) < SILENCE_PEAK:
+    if stream.peak < SILENCE_PEAK:
         raise input_error(argument, "the audio is silent", "pass a speech recording")
-    waveform = _resample(waveform, rate)
+    waveform = stream.finish()
+    if stream.peak > 1.0:
+        if stream.peak > LOUD_PEAK:
+            logger.warning("`%s`: %s peaks at %.3g, far outside the [-1, 1] range of float audio; it was scaled "
+                           "down to peak 1 (check the recording's gain or sample format)", argument, where,
+                           stream.peak)
+        waveform /= np.float32(stream.peak)
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 

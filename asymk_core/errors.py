@@ -19,6 +19,15 @@ class InvalidInputType(InputError, TypeError):
     pass
 
 
+# The names front ends show. ComfyUI prints an exception's type as ``type(e).__module__ + "." +
+# qualname``, and it imports a custom-node pack under its folder's path, so without this the type read
+# "/.../custom_nodes/asymk-talker.asymk_core.errors.InvalidInputValue". ``asymk_talker`` exports the
+# three classes, so the name is also where pickle finds them.
+for _cls in (InputError, InvalidInputValue, InvalidInputType):
+    _cls.__module__ = "asymk_talker"
+del _cls
+
+
 def input_error(argument: str, problem: str, fix: str, *, kind: type[Exception] = ValueError) -> Exception:
     """Build an exception whose message names the argument, the problem and the fix.
 

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import input_error
+from .files import check_input_file
 
 MIN_SIDE = 32
 MAX_SIDE = 8192
@@ -60,9 +61,8 @@ def _to_rgb(image: Image.Image, argument: str) -> Image.Image:
                           "save the image as an RGB PNG or JPEG") from None
 
 
-def _open_path(path: Path, argument: str) -> Image.Image:
-    if not path.exists():
-        raise input_error(argument, f"{path} does not exist", "check the path of the image file")
+def _open_path(path: Path, argument: str, source=None) -> Image.Image:
+    check_input_file(path if source is None else source, path, argument, "image")
     if path.is_dir():
         raise input_error(argument, f"{path} is a folder, not an image", "pass the path of an image file")
     try:
@@ -150,7 +150,7 @@ def load_image(image, *, argument: str = "image") -> Image.Image:
         if str(image) == "":
             raise input_error(argument, "the path is empty", "pass the path of a portrait image")
         path = Path(image).expanduser()
-        with _open_path(path, argument) as opened:
+        with _open_path(path, argument, image) as opened:
             opened = ImageOps.exif_transpose(opened)
             return _to_rgb(opened, argument).copy()
     if isinstance(image, Image.Image):

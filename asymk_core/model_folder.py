@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .errors import input_error
+from .limits import check_component_config
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "models" / "asymk-synthetic"
@@ -141,12 +142,20 @@ def load_pipeline_components(folder: Path, torch_dtype: torch.dtype | None = Non
                 any(subfolder.glob(pattern)) for pattern in ("*.safetensors", "*.bin")):
             raise input_error(argument, f"{subfolder} has no weights file (diffusion_pytorch_model.safetensors)",
                               "re-save or re-download the model; the folder is incomplete")
+        check_component_config(subfolder, class_name, argument)  # absurd sizes: refused before building
         kwargs = {}
+        if name in ("transformer", "vae") and not any(subfolder.glob("*.safetensors")):
+            kwargs["use_safetensors"] = False  # only a .bin: diffusers would log a failed safetensors lookup
         if torch_dtype is not None and hasattr(cls, "dtype") and name in ("transformer", "vae", "audio_encoder"):
             kwargs["torch_dtype"] = torch_dtype
         try:
             component = cls.from_pretrained(subfolder, **kwargs)
         except Exception as error:  # corrupt safetensors, config/weight mismatch, missing files
+            if _refused_pickle(error):
+                raise input_error(argument, f"the weights of component {name!r} in {subfolder} are a pickled .bin "
+                                  "holding Python objects besides tensors; it was not unpickled, because that "
+                                  "could run code from the file", "get the model as safetensors from a source you "
+                                  "trust (save_pretrained writes safetensors)") from None
             raise input_error(argument, f"could not load component {name!r} ({class_name}) from {subfolder}: "
                               f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
                               "re-save or re-download the model; the folder is incomplete or corrupt") from error
@@ -157,6 +166,19 @@ def load_pipeline_components(folder: Path, torch_dtype: torch.dtype | None = Non
                               "re-save the pipeline with save_pretrained")
     check_components_match(components)
     return components, config
+
+
+def _refused_pickle(error: BaseException) -> bool:
+    """Whether loading failed because ``torch.load(weights_only=True)`` refused a pickled object."""
+    import pickle
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, pickle.UnpicklingError) and "global" in str(error).lower():
+            return True  # a Python object the weights-only unpickler would not build (not mere garbage)
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def check_components_match(components: dict) -> None:

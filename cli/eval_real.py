@@ -19,6 +19,10 @@ def add_real_arguments(parser) -> None:
     group.add_argument("--fvd-weights", help="I3D TorchScript for FVD (e.g. i3d_torchscript.pt)")
     group.add_argument("--syncnet", help="scripted SyncNet with forward_lip / forward_aud (Sync-C / Sync-D)")
     group.add_argument("--face-model", help="scripted face-recognition network, 112 x 112 input (CSIM)")
+    group.add_argument("--allow-pickle", action="store_true",
+                       help="also load weights saved as a pickled Python module (torch.save(model)); unpickling "
+                            "runs code from the file, so only use it for files you trust (default: TorchScript, "
+                            ".pt2 and weights-only checkpoints)")
     group.add_argument("--max-frames", type=int, default=None, help="frames per video (default: all)")
 
 
@@ -35,7 +39,8 @@ def run_real(args) -> int:
     results = evaluate_real(args.generated, args.ground_truth, fid_weights=args.fid_weights,
                             fvd_weights=args.fvd_weights, syncnet=args.syncnet, face_model=args.face_model,
                             max_frames=args.max_frames, device=getattr(args, "device", None) or "cpu",
-                            progress=not getattr(args, "quiet", False))
+                            progress=not getattr(args, "quiet", False),
+                            allow_pickle=getattr(args, "allow_pickle", False))
     summary = {name: metric["value"] if metric["value"] is not None else f"skipped: {metric['missing']}"
                for name, metric in results["metrics"].items()}
     print(json.dumps(summary, indent=2))

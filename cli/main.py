@@ -56,13 +56,13 @@ def load_pipeline(model, dtype, device):
 
 
 def cmd_generate(args) -> int:
-    import torch
     from tqdm.auto import tqdm
 
     from ..asymk_core.audio import SAMPLE_RATE, load_audio
     from ..asymk_core.image import load_image
     from ..asymk_core.render_state import render_resumable, resume_folder
     from ..asymk_core.video_io import _check_output_path, write_chunks
+    from ..asymk_core.seeds import seeded_generator
 
     if args.checkpoint_every is not None and not args.resume:
         raise input_error("--checkpoint-every", "it only applies to resumable renders", "also pass --resume")
@@ -80,7 +80,7 @@ def cmd_generate(args) -> int:
         image, waveform, sample_rate=SAMPLE_RATE, height=args.height or None, width=args.width or None,
         fps=args.fps or None, num_inference_steps=args.steps, guidance_scale=args.guidance,
         chunk_frames=args.chunk_frames, kernel_frames=args.kernel_frames, sampler=args.sampler,
-        generator=torch.Generator().manual_seed(args.seed),
+        generator=seeded_generator(args.seed),  # all 64 bits of the seed count
     )
     fps, plan = session.settings.fps, session.plan
     started = time.perf_counter()

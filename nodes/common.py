@@ -19,6 +19,7 @@ from comfy_api.latest import io
 
 from ..asymk_core.choices import SAMPLERS
 from ..asymk_core.errors import input_error
+from ..asymk_core.seeds import seeded_generator
 
 logger = logging.getLogger("asymk_talker")
 
@@ -243,7 +244,7 @@ def prepare_session(model: AsymKModel, reference: AsymKReference, audio, seed, s
     if sampler not in SAMPLER_CHOICES:
         raise input_error("sampler", f"unknown sampler {sampler!r}", f"use one of {list(SAMPLER_CHOICES)}")
     pipe = model.ready()
-    generator = torch.Generator(device="cpu").manual_seed(int(seed) % (1 << 63))
+    generator = seeded_generator(int(seed) % (1 << 64))  # all 64 bits of the seed count
     return pipe.prepare(
         None, audio, height=reference.height, width=reference.width, num_inference_steps=int(steps) or None,
         guidance_scale=float(guidance) or None, chunk_frames=int(chunk_frames) or None,

@@ -45,6 +45,12 @@ def node_list() -> list[type[io.ComfyNode]]:
     """Every AsymK node whose dependencies import; the rest are logged and left out."""
     disabled.clear()
     nodes: list[type[io.ComfyNode]] = []
+    from ..asymk_core.environment import BROKEN_TORCHAUDIO_FIX, hide_broken_torchaudio
+
+    broken = hide_broken_torchaudio()
+    if broken:
+        logger.warning("AsymK-Talker: the installed torchaudio does not import (%s). Fix: %s.", broken,
+                       BROKEN_TORCHAUDIO_FIX)
     core_missing = missing_packages(CORE_PACKAGES)
     for module_name, class_names, packages in NODE_GROUPS:
         missing = core_missing + missing_packages(packages)

@@ -20,9 +20,11 @@ from diffusers.utils import BaseOutput
 
 from ..asymk_core.audio import FrameAudioFeatures, load_audio
 from ..asymk_core.errors import input_error
+from ..asymk_core.files import apply_umask_to_weights
 from ..asymk_core.generation import latent_size
 from ..asymk_core.image import preprocess_image
 from ..asymk_core.kclg import ChunkPlan
+from ..asymk_core.limits import check_render_memory
 from ..asymk_core.model_folder import load_pipeline_components, preset_components, resolve_model_folder
 from ..asymk_core.models.transformer import AsymKTransformer
 from ..asymk_core.sampling import check_sampler
@@ -155,6 +157,7 @@ class AsymKPipeline(DiffusionPipeline):
                 index[name] = ["asymk_talker", value[1]]
         index["_class_name"] = "AsymKPipeline"
         index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        apply_umask_to_weights(save_directory)  # safetensors writes 0600 whatever the umask
 
     # ------------------------------------------------------------------------------------ checks
     def check_inputs(
@@ -175,7 +178,9 @@ class AsymKPipeline(DiffusionPipeline):
         for name, value in (("height", height), ("width", width)):
             positive_int(name, value, 4096)
         latent_size(self.vae, self.transformer, height, width)
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= 120:
+        check_render_memory(self.transformer.config, self.vae.config, height, width, chunk_frames, kernel_frames,
+                            dtype=self.vae.dtype, device=self._execution_device)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not 1 <= fps <= 120:
             raise input_error("fps", f"{fps!r} is not a frame rate", "pass a number between 1 and 120")
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not (
             0 <= guidance_scale <= 50

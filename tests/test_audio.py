@@ -304,3 +304,75 @@ def test_wav2vec2_hidden_states_on_the_frame_grid(tiny_wav2vec2):
     assert features.windows(10, 20).shape == (20, 3, 3, 32)
     expect_error(ValueError, "feature_extractor", encode_audio, model, long)
     expect_error(ValueError, "feature_extractor", FrameAudioFeatures, model, long, 25)
+
+
+# --------------------------------------------------------------- decompression bombs: memory
+def _write_multichannel_flac(path, seconds: float, rate: int, channels: int) -> None:
+    """A real FLAC written block by block (the test itself never holds the decoded file)."""
+    block = rate
+    with sf.SoundFile(str(path), "w", samplerate=rate, channels=channels, format="FLAC", subtype="PCM_16") as handle:
+        for start in range(0, int(seconds * rate), block):
+            t = (start + np.arange(block)) / rate
+            voice = 0.3 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+            handle.write(np.stack([voice * (c + 1) / channels for c in range(channels)], axis=1))
+
+
+def _peak_traced_bytes(call) -> tuple[object, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_multichannel_high_rate_file_decodes_in_bounded_memory(tmp_path):
+    """An 8-channel 192 kHz FLAC: peak memory is that of the 16 kHz mono result plus a block, not
+    of the decoded file (10 s x 8 x 192 kHz = 61 MB of float32), and matches a mono 16 kHz file's."""
+    seconds = 10.0
+    bomb, plain = tmp_path / "8ch_192k.flac", tmp_path / "mono_16k.flac"
+    _write_multichannel_flac(bomb, seconds, 192_000, 8)
+    _write_multichannel_flac(plain, seconds, SAMPLE_RATE, 1)
+    out, peak = _peak_traced_bytes(lambda: load_audio(bomb))
+    _, plain_peak = _peak_traced_bytes(lambda: load_audio(plain))
+    assert out.dtype == np.float32 and out.size == int(seconds * SAMPLE_RATE)
+    assert 0.1 < np.abs(out).max() <= 1.0
+    result_bytes = out.nbytes  # 0.64 MB
+    assert peak < 4 * result_bytes + 4 * 2**20, f"peak {peak / 2**20:.1f} MB"
+    print(f"peak {peak / 2**20:.1f} MB, mono 16 kHz {plain_peak / 2**20:.1f} MB")
+    assert peak < plain_peak + 4 * 2**20, (peak, plain_peak)
+
+
+def test_length_limit_is_checked_before_decoding(tmp_path):
+    bomb = tmp_path / "long.flac"
+    _write_multichannel_flac(bomb, 6.0, 192_000, 8)
+    (error, peak) = _peak_traced_bytes(lambda: expect_error(ValueError, "audio", load_audio, bomb, max_seconds=5))
+    assert "lasts 6.0 s, more than the 5 s allowed" in str(error)
+    assert peak < 2**20
+
+
+def test_float_audio_far_above_full_scale_is_normalised_and_reported(tmp_path, caplog):
+    wave = tone(0.5) / 0.4 * 30.0  # peaks at 30
+    path = tmp_path / "loud.wav"
+    sf.write(path, wave, SAMPLE_RATE, subtype="FLOAT")
+    for source, kwargs in ((path, {}), (wave, {"sample_rate": SAMPLE_RATE})):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="asymk_talker.audio"):
+            out = load_audio(source, **kwargs)
+        assert np.abs(out).max() == pytest.approx(1.0, abs=1e-6)
+        assert np.allclose(out * np.abs(wave).max(), wave, atol=1e-4)
+        assert "peaks at 30" in caplog.text and "scaled down to peak 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="asymk_talker.audio"):
+        assert np.allclose(load_audio(tone(0.5), SAMPLE_RATE), tone(0.5))  # within [-1, 1]: as is, no warning
+    assert not caplog.text
+
+
+def test_file_and_array_share_the_sample_rate_rule(tmp_path):
+    path = tmp_path / "1khz.wav"
+    sf.write(path, tone(1.0, 1000, freq=100), 1000)
+    file_error = expect_error(ValueError, "audio", load_audio, path)
+    array_error = expect_error(ValueError, "sample_rate", load_audio, tone(1.0, 1000, freq=100), 1000)
+    assert "is sampled at 1000 Hz, outside 4000..384000 Hz" in str(file_error) and "1000 Hz is outside" in str(array_error)

@@ -108,6 +108,12 @@ def _audio_file(tmp: Path, good: dict, name: str) -> Path:
         return good["image"]
     elif name == "too_short":
         sf.write(path, wave[:320], 16000)
+    elif name == "fifo":  # a named pipe with no writer: opening it would wait forever
+        os.mkfifo(path)
+    elif name == "symlink_loop":
+        os.symlink(path, path)
+    elif name == "rate_1khz":  # the API refuses sample_rate=1000; a file at 1 kHz must be refused too
+        sf.write(path, speech_like(1.0, 1000), 1000)
     return path
 
 
@@ -115,7 +121,13 @@ def _image_file(tmp: Path, good: dict, name: str) -> Path:
     path = tmp / f"{name}.png"
     if name == "missing":
         return tmp / "no_such_face.png"
-    if name == "one_pixel":
+    if name == "https_url":
+        return "https://example.com/face.png"
+    if name == "fifo":
+        os.mkfifo(path)
+    elif name == "symlink_loop":
+        os.symlink(path, path)
+    elif name == "one_pixel":
         Image.new("RGB", (1, 1), (200, 150, 120)).save(path)
     elif name == "20000x20000":
         huge_png_header(path)
@@ -178,6 +190,12 @@ CLI_FAILURES = [
     ("audio", "too_short", "--audio", "shorter than"),
     ("audio", "a_folder", "--audio", "is a folder"),
     ("audio", "image_as_audio", "--audio", "has no audio stream"),
+    ("audio", "rate_1khz", "--audio", "is sampled at 1000 Hz, outside 4000..384000 Hz"),
+    ("audio", "fifo", "--audio", "is a FIFO (named pipe), not a regular file"),
+    ("audio", "symlink_loop", "--audio", "is a symlink loop"),
+    ("image", "https_url", "--image", "'https://example.com/face.png' is a URL; URLs are not read"),
+    ("image", "fifo", "--image", "is a FIFO (named pipe), not a regular file"),
+    ("image", "symlink_loop", "--image", "is a symlink loop"),
     ("image", "missing", "--image", "does not exist"),
     ("image", "one_pixel", "--image", "smaller than 32 px"),
     ("image", "20000x20000", "--image", "larger than 8192 px"),
@@ -374,6 +392,98 @@ def test_api_bad_input(argument, overrides, kind, tiny_pipe, portrait_array):
         tiny_pipe(**kwargs)
     assert isinstance(info.value, kind)
     assert f"`{argument}`" in str(info.value) and "Fix:" in str(info.value)
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_cli_pickled_bin_weights_are_named_and_never_unpickled(models, good, tmp_path, capfd):
+    """A model folder whose weights are a pickled .bin holding a code-running object: one line that
+    says what it is (not "incomplete or corrupt"), nothing else from diffusers, and no code runs."""
+    folder = tmp_path / "pickled"
+    shutil.copytree(models / "tiny", folder)
+    (folder / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    torch.save({"patch_embedding.weight": _RunsCodeWhenUnpickled(marker)},
+               str(folder / "transformer" / "diffusion_pytorch_model.bin"))
+    capfd.readouterr()
+    assert main(["generate", "--model", str(folder), "--image", str(good["image"]), "--audio", str(good["audio"]),
+                 "--output", str(tmp_path / "out.mp4"), "--steps", "1", "--quiet"]) == 2
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    assert "`--model`" in err[0] and "are a pickled .bin holding Python objects besides tensors" in err[0], err[0]
+    assert "corrupt" not in err[0] and not marker.exists()
+
+
+BIN_ONLY_LOAD = """
+import sys
+from asymk_talker import AsymKPipeline
+from asymk_talker.asymk_core.errors import InputError
+try:
+    AsymKPipeline.from_pretrained(sys.argv[1])
+    print("loaded")
+except InputError as error:
+    print("refused:", error)
+"""
+
+
+def test_bin_only_model_folder_prints_nothing_from_diffusers(models, tmp_path):
+    """A folder whose weights are a .bin: loaded (plain tensors) or refused (corrupt) without
+    diffusers' "error occurred while trying to fetch ... safetensors" lines on stderr (a fresh
+    process, so that diffusers' own log handler writes to the real stderr)."""
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin_only"
+    shutil.copytree(models / "tiny", folder)
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(str(weights)), str(folder / "transformer" / "diffusion_pytorch_model.bin"))
+    weights.unlink()
+
+    def load():
+        result = subprocess.run([sys.executable, "-c", BIN_ONLY_LOAD, str(folder)], capture_output=True, text=True,
+                                timeout=300)
+        noise = [line for line in result.stderr.splitlines() if line.strip() and "Warning" not in line
+                 and not line.startswith("  ")]
+        return result.stdout.strip(), noise
+
+    out, noise = load()
+    assert out == "loaded" and noise == [], noise
+    (folder / "transformer" / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x02garbage" * 50)
+    out, noise = load()
+    assert out.startswith("refused:") and "could not load component 'transformer'" in out and noise == [], noise
+
+
+def test_api_fps_may_be_a_numpy_number(tiny_pipe, portrait_array):
+    kwargs = dict(image=portrait_array, audio=speech_like(0.3), sample_rate=16000, num_inference_steps=1,
+                  output_type="np")
+    plain = tiny_pipe(fps=25, generator=torch.Generator().manual_seed(0), **kwargs).frames
+    numpy_fps = tiny_pipe(fps=np.float32(25), generator=torch.Generator().manual_seed(0), **kwargs).frames
+    assert np.array_equal(np.asarray(plain), np.asarray(numpy_fps))
+
+
+def test_cli_every_bit_of_the_seed_counts(models, good, tmp_path):
+    """Seeds 0, 2**32 and 2**63 used to give one video (torch's CPU generator keeps 32 bits)."""
+    from asymk_talker.asymk_core.seeds import generator_seed
+    from asymk_talker.asymk_core.video_io import read_video
+
+    assert generator_seed(7) == 7  # seeds below 2**32 keep their videos
+    assert len({generator_seed(s) for s in (0, 1, 2**32, 2**32 + 1, 2**63, 2**64 - 1)}) == 6
+    videos = []
+    for seed in (0, 2**32, 2**63):
+        output = tmp_path / f"seed{seed}.mp4"
+        assert main(["generate", "--model", str(models / "tiny"), "--image", str(good["image"]), "--audio",
+                     str(good["audio"]), "--output", str(output), "--steps", "1", "--seed", str(seed),
+                     "--quiet"]) == 0
+        videos.append(read_video(output)[0])
+    assert not np.array_equal(videos[0], videos[1]) and not np.array_equal(videos[0], videos[2])
+    assert not np.array_equal(videos[1], videos[2])
 
 
 @pytest.mark.parametrize("name", ["missing_safetensors", "corrupt_safetensors", "invalid_json_config",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +88,63 @@ def test_console_script_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "asymk_talker.cli.main", "--help"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "generate" in result.stdout and "init" in result.stdout
+
+
+def _umask(mask: int) -> int:
+    return os.umask(mask)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_init_and_save_pretrained_weights_follow_the_umask(tmp_path, mask, mode):
+    """safetensors alone writes 0600; the saved model's weights get 0666 & ~umask like every other file."""
+    import stat
+
+    from asymk_talker import AsymKPipeline
+
+    previous = _umask(mask)
+    try:
+        assert main(["init", "--preset", "tiny", "--output", str(tmp_path / "init")]) == 0
+        AsymKPipeline.from_preset("tiny").save_pretrained(tmp_path / "saved")
+    finally:
+        _umask(previous)
+    for folder in ("init", "saved"):
+        weights = sorted((tmp_path / folder).rglob("*.safetensors"))
+        assert len(weights) == 3
+        for path in weights:
+            assert stat.S_IMODE(os.stat(path).st_mode) == mode, (path, oct(os.stat(path).st_mode))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not hasattr(os, "fork"),
+                    reason="needs root to read the files as another user")
+def test_saved_model_is_readable_by_another_user():
+    """The ComfyUI-service case: a model saved under the default umask is readable by user `nobody`."""
+    import shutil
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="asymk_umask_")
+    try:
+        os.chmod(root, 0o755)
+        previous = _umask(0o022)
+        try:
+            assert main(["init", "--preset", "tiny", "--output", os.path.join(root, "m")]) == 0
+        finally:
+            _umask(previous)
+        weights = sorted(Path(root, "m").rglob("*.safetensors"))
+        assert len(weights) == 3
+        child = os.fork()
+        if child == 0:  # the other user: drop root, then read every weights file
+            status = 1
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                for path in weights:
+                    with open(path, "rb") as handle:
+                        handle.read(16)
+                status = 0
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "user nobody could not read the saved weights"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

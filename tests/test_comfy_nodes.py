@@ -425,3 +425,130 @@ def test_cli_runs_from_a_clone_of_any_name_without_install(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (output / "model_index.json").is_file()
+
+
+# Loads the pack the way ComfyUI's load_custom_node does (the module is named by the folder's path,
+# dots replaced), raises one of its errors from a node, and formats the type as ComfyUI's
+# execution.full_type_name does for the error it shows on the node.
+COMFY_STYLE_IMPORT = """
+import importlib, importlib.util, os, sys
+root = sys.argv[1]
+name = root.replace(".", "_x_")
+spec = importlib.util.spec_from_file_location(name, os.path.join(root, "__init__.py"),
+                                              submodule_search_locations=[root])
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+spec.loader.exec_module(module)
+errors = importlib.import_module(name + ".asymk_core.errors")
+try:
+    raise errors.input_error("pipeline", "expected an ASYMK_PIPELINE", "connect AsymK Load Model")
+except Exception as ex:
+    module_name = ex.__class__.__module__
+    shown = ex.__class__.__qualname__ if module_name == "builtins" else module_name + "." + ex.__class__.__qualname__
+    print(shown)
+"""
+
+
+def test_error_types_show_a_readable_name_in_comfyui(tmp_path):
+    import pickle
+    import subprocess
+
+    from asymk_talker.asymk_core.errors import InvalidInputValue, input_error
+
+    clone = tmp_path / "custom_nodes" / "asymk-talker"
+    clone.parent.mkdir()
+    clone.symlink_to(ROOT, target_is_directory=True)
+    result = subprocess.run([sys.executable, "-c", COMFY_STYLE_IMPORT, str(clone)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "asymk_talker.InvalidInputValue"
+    error = pickle.loads(pickle.dumps(input_error("audio", "is silent", "pass speech")))
+    assert type(error) is InvalidInputValue and isinstance(error, ValueError) and "`audio`" in str(error)
+
+
+BROKEN_TORCHAUDIO_SESSION = """
+import asyncio, sys
+fake_site, tests_dir, comfy_base, model_dir = sys.argv[1:5]
+sys.path.insert(0, fake_site)
+sys.path.insert(0, tests_dir)
+import test_comfy_fake
+test_comfy_fake.install(comfy_base)
+import asymk_talker
+extension = asyncio.run(asymk_talker.comfy_entrypoint())
+nodes = {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+print("nodes", sorted(nodes))
+import os, torch
+import folder_paths
+target = os.path.join(folder_paths.models_dir, "asymk")
+os.makedirs(target, exist_ok=True)
+os.symlink(model_dir, os.path.join(target, "tiny"))
+with torch.inference_mode():
+    output = nodes["AsymKLoadModel"].execute(model="tiny")
+    pipe = output.args[0]
+print("loaded", type(output.args[0]).__name__)
+"""
+
+
+def test_broken_torchaudio_keeps_the_pack_working(tmp_path, tiny_model_dir):
+    """A torchaudio whose import raises OSError (a build for another torch) is installed: the pack
+    starts, logs what is wrong, and AsymK Load Model still loads a model."""
+    import subprocess
+
+    site = tmp_path / "site"
+    (site / "torchaudio").mkdir(parents=True)
+    (site / "torchaudio" / "__init__.py").write_text(
+        "raise OSError('libtorchaudio.so: undefined symbol: _ZN3c104cuda9SetDeviceEi')\n")
+    result = subprocess.run([sys.executable, "-c", BROKEN_TORCHAUDIO_SESSION, str(site), str(ROOT / "tests"),
+                             str(tmp_path / "ComfyUI"), str(tiny_model_dir)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nodes " + str(sorted(OUR_NODES)) in result.stdout
+    assert "loaded" in result.stdout
+    assert "AsymK-Talker: the installed torchaudio does not import (OSError: libtorchaudio.so" in result.stderr
+
+
+TITLE_HEIGHT = 30  # LiteGraph draws a node's title bar above its `pos`
+
+
+@pytest.mark.parametrize("name", ["asymk_talking_head.json", "asymk_long_form.json"])
+def test_template_opens_with_every_node_on_screen(name):
+    """With the saved view (screen = (canvas + offset) * scale), every node, title bar included, is
+    inside a 1680 x 900 canvas area (a 1080p window minus ComfyUI's menus)."""
+    workflow = json.loads((WORKFLOWS / name).read_text())
+    view = workflow["extra"]["ds"]
+    scale, (dx, dy) = view["scale"], view["offset"]
+    for node in workflow["nodes"]:
+        (x, y), (w, h) = node["pos"], node["size"]
+        left, top = (x + dx) * scale, (y - TITLE_HEIGHT + dy) * scale
+        right, bottom = (x + w + dx) * scale, (y + h + dy) * scale
+        assert left >= 0 and top >= 0 and right <= 1680 and bottom <= 900, (node["type"], left, top, right, bottom)
+
+
+@pytest.mark.parametrize("name", ["asymk_talking_head", "asymk_long_form"])
+def test_template_thumbnail_is_a_real_jpeg(name):
+    from PIL import Image
+
+    path = WORKFLOWS / f"{name}.jpg"  # what ComfyUI's template gallery requests next to the .json
+    with Image.open(path) as image:
+        assert image.format == "JPEG" and image.size[0] >= 128 and image.size == image.size[::-1]
+        pixels = np.asarray(image.convert("RGB"), np.float32)
+    assert pixels.std() > 10  # a picture, not a flat placeholder
+
+
+def test_talking_head_thumbnail_is_a_frame_of_the_shipped_models_output():
+    """Rendering the documented frame again with the shipped default model gives the thumbnail
+    (up to JPEG and resize rounding)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_template_thumbnails as thumbnails
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    from PIL import Image
+
+    seconds, index = thumbnails.THUMBNAILS["asymk_talking_head"]
+    frames = thumbnails.render_frames(seconds)
+    expected = np.asarray(thumbnails.thumbnail(frames[index]), np.float32)
+    shipped = np.asarray(Image.open(WORKFLOWS / "asymk_talking_head.jpg").convert("RGB"), np.float32)
+    other = np.asarray(thumbnails.thumbnail(frames[0]), np.float32)
+    assert np.abs(shipped - expected).mean() < 3.0, np.abs(shipped - expected).mean()
+    assert np.abs(shipped - expected).mean() < np.abs(other - expected).mean()  # that frame, not any frame

@@ -125,3 +125,50 @@ def test_real_command(folders, tmp_path, capsys):
     with pytest.raises(ValueError, match="does not exist"):
         run_real(parser.parse_args(["--real", "--generated", str(root / "gen"), "--ground-truth", str(root / "gt"),
                                     "--syncnet", str(tmp_path / "nope.pt"), "--quiet"]))
+
+
+class _RunsCode:
+    """Unpickling this writes a marker file: stands for a crafted weights file that runs a command."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_metric_weights_never_unpickle_without_opt_in(folders, tmp_path):
+    from safetensors.torch import save_file
+
+    from asymk_talker.asymk_core.eval.real import load_metric_model
+    from asymk_talker.asymk_core.eval.real_command import add_real_arguments, run_real
+
+    root, _ = folders
+    marker = tmp_path / "ran"
+    crafted = tmp_path / "syncnet.pt"
+    torch.save(_RunsCode(marker), str(crafted))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quiet", action="store_true")
+    add_real_arguments(parser)
+    for flag in ("--syncnet", "--fid-weights", "--fvd-weights", "--face-model"):
+        with pytest.raises(ValueError, match=rf"`{flag}`: .* is a pickled Python object, and unpickling it could "
+                                             r"run code from the file\. Fix: .*--allow-pickle"):
+            run_real(parser.parse_args(["--real", "--generated", str(root / "gen"), "--ground-truth",
+                                        str(root / "gt"), flag, str(crafted), "--quiet"]))
+    assert not marker.exists()
+    # a whole module saved with torch.save: refused by default, loaded with the explicit opt-in
+    pickled = tmp_path / "face.pt"
+    torch.save(TinyFace(), str(pickled))
+    with pytest.raises(ValueError, match="pickled Python object"):
+        load_metric_model(pickled, "--face-model")
+    assert isinstance(load_metric_model(pickled, "--face-model", allow_pickle=True), TinyFace)
+    args = parser.parse_args(["--real", "--generated", str(root / "gen"), "--ground-truth", str(root / "gt"),
+                              "--face-model", str(pickled), "--allow-pickle", "--quiet"])
+    assert run_real(args) == 0
+    # weights without the network: said as such (safetensors, or a weights-only state dict)
+    save_file(torch.nn.Linear(2, 2).state_dict(), str(tmp_path / "w.safetensors"))
+    with pytest.raises(ValueError, match="holds weights but not the network"):
+        load_metric_model(tmp_path / "w.safetensors", "--fid-weights")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), str(tmp_path / "sd.pt"))
+    with pytest.raises(ValueError, match="holds a OrderedDict, not a model. Fix: save the whole model"):
+        load_metric_model(tmp_path / "sd.pt", "--fid-weights")

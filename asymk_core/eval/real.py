@@ -3,7 +3,8 @@
 None of these ship weights (they are large and have their own licences): each metric runs when the
 user passes its feature extractor, and otherwise reports ``{"value": None, "missing": "..."}``
 saying which weights it needs. Every model is a **TorchScript file** (``torch.jit.load``; a
-pickled full ``nn.Module`` also works) with a small calling contract:
+pickled full ``nn.Module`` is unpickled only with the explicit ``allow_pickle=True`` /
+``--allow-pickle``, because unpickling runs code from the file) with a small calling contract:
 
 ========  ==========================================================================================
 FID       ``model(x, return_features=True)`` (or ``model(x)``): ``x`` float ``[N, 3, 299, 299]`` in
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +49,16 @@ SYNC_SHIFT = 15
 
 
 # ---------------------------------------------------------------------------------------- models
-def load_metric_model(path: str | os.PathLike, argument: str, device: str = "cpu") -> torch.nn.Module:
-    """A TorchScript (or pickled ``nn.Module``) file -> module in eval mode on ``device``."""
+def load_metric_model(path: str | os.PathLike, argument: str, device: str = "cpu", *,
+                      allow_pickle: bool = False) -> torch.nn.Module:
+    """A TorchScript (or ``torch.export`` ``.pt2``) file -> module in eval mode on ``device``.
+
+    Nothing in the file runs as Python: TorchScript and ``.pt2`` archives hold a graph, and any other
+    file is opened with ``torch.load(weights_only=True)`` (tensors and plain containers only). A
+    file that is a pickled Python object (a whole ``nn.Module`` saved with ``torch.save``) could run
+    arbitrary code when unpickled, so it is refused unless ``allow_pickle=True`` (the CLI's
+    ``--allow-pickle``) says the file is trusted.
+    """
     source = Path(path).expanduser()
     if not source.is_file():
         raise input_error(argument, f"{source} does not exist", "pass the path of the weights file")
@@ -58,19 +68,43 @@ def load_metric_model(path: str | os.PathLike, argument: str, device: str = "cpu
         except Exception as error:
             raise input_error(argument, f"{source} could not be loaded with torch.export.load "
                               f"({type(error).__name__})", "re-export the model") from None
+    weights_only_fix = ("save the whole model with torch.jit.script(model).save(...) (docs/real_data.md); "
+                        "a file of weights alone cannot be run")
+    if source.suffix == ".safetensors":
+        raise input_error(argument, f"{source} is a safetensors file, which holds weights but not the network "
+                          "that uses them", weights_only_fix)
     try:
         model = torch.jit.load(str(source), map_location=device)
     except Exception:
         try:
-            model = torch.load(str(source), map_location=device, weights_only=False)
+            model = torch.load(str(source), map_location=device, weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "global" not in str(error).lower():  # not a refused Python object: unreadable data
+                raise input_error(argument, f"{source} is not a TorchScript file or a PyTorch checkpoint "
+                                  "(UnpicklingError)", "export the model with torch.jit.script / trace "
+                                  "(docs/real_data.md)") from None
+            if not allow_pickle:
+                raise input_error(argument, f"{source} is a pickled Python object, and unpickling it could run "
+                                  "code from the file", "export the model as TorchScript "
+                                  "(torch.jit.script(model).save(...), docs/real_data.md), or pass --allow-pickle "
+                                  "(allow_pickle=True) if you trust the file") from None
+            model = _load_trusted_pickle(source, argument, device)
         except Exception as error:
-            raise input_error(argument, f"{source} is neither TorchScript nor a pickled module "
+            raise input_error(argument, f"{source} is not a TorchScript file or a PyTorch checkpoint "
                               f"({type(error).__name__})", "export the model with torch.jit.script / trace "
                               "(docs/real_data.md)") from None
     if not isinstance(model, torch.nn.Module):
-        raise input_error(argument, f"{source} holds a {type(model).__name__}, not a model",
-                          "save the whole scripted module, not a state dict")
+        raise input_error(argument, f"{source} holds a {type(model).__name__}, not a model", weights_only_fix)
     return model.eval()
+
+
+def _load_trusted_pickle(source: Path, argument: str, device: str):
+    """The explicit opt-in: unpickle a file the user vouched for (``--allow-pickle``)."""
+    try:
+        return torch.load(str(source), map_location=device, weights_only=False)
+    except Exception as error:
+        raise input_error(argument, f"{source} could not be unpickled ({type(error).__name__})",
+                          "export the model with torch.jit.script / trace (docs/real_data.md)") from None
 
 
 def _call(model, x, **kwargs):
@@ -257,7 +291,7 @@ MISSING = {
 
 def evaluate_real(generated_dir, ground_truth_dir, *, fid_weights=None, fvd_weights=None, syncnet=None,
                   face_model=None, fps: float = 25.0, max_frames: int | None = None, device: str = "cpu",
-                  progress: bool = True) -> dict:
+                  progress: bool = True, allow_pickle: bool = False) -> dict:
     """Score every generated video against the same-named ground-truth video.
 
     Returns ``{"metrics": {name: {"value", "implementation" | "missing"}}, "per_video": [...],
@@ -271,7 +305,7 @@ def evaluate_real(generated_dir, ground_truth_dir, *, fid_weights=None, fvd_weig
     for key, path, argument in (("fid", fid_weights, "--fid-weights"), ("fvd", fvd_weights, "--fvd-weights"),
                                 ("sync", syncnet, "--syncnet"), ("csim", face_model, "--face-model")):
         if path:
-            models[key] = load_metric_model(path, argument, device)
+            models[key] = load_metric_model(path, argument, device, allow_pickle=allow_pickle)
     if "sync" in models and not (hasattr(models["sync"], "forward_lip") and hasattr(models["sync"], "forward_aud")):
         raise input_error("--syncnet", "the model has no forward_lip / forward_aud methods",
                           "script the SyncNet module itself (docs/real_data.md)")

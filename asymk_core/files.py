@@ -1,0 +1,69 @@
+"""File-system helpers shared by everything that writes files for other processes to read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux ``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic read-and-restore
+    os.umask(mask)
+    return mask
+
+
+def apply_umask_to_weights(folder: str | os.PathLike) -> None:
+    """Give the weight files under ``folder`` the mode a plain ``open()`` would: ``0o666 & ~umask``.
+
+    safetensors writes its files with mode 0600 whatever the umask, so a model saved by one user
+    could not be read by a service (e.g. ComfyUI) running as another. Symlinks are left alone.
+    """
+    mode = 0o666 & ~current_umask()
+    for path in Path(folder).rglob("*"):
+        if path.suffix in WEIGHT_SUFFIXES and path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
+def check_input_file(source, path: Path, argument: str, what: str) -> None:
+    """Refuse what cannot be read as an input file, before anything opens it.
+
+    ``source`` is what the user passed (``path`` after ``expanduser``); ``what`` names the kind of
+    file (``"image"``, ``"audio"``). A URL is not fetched; a symlink loop and a missing path are
+    named as such; anything that is not a regular file (a FIFO, a device, a socket) is
+    refused, since opening a FIFO without a writer would wait forever. Folders are left to the
+    caller, which says what it expected instead.
+    """
+    import errno
+    import stat
+
+    from .errors import input_error
+
+    import re
+
+    text = str(source)
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
+        raise input_error(argument, f"{text!r} is a URL; URLs are not read",
+                          f"download the {what} file first and pass its local path")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise input_error(argument, f"{path} is a symlink loop (it points back to itself)",
+                              "fix the link, or pass the real file") from None
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise input_error(argument, f"{path} does not exist", f"check the path of the {what} file") from None
+        raise input_error(argument, f"{path} cannot be read ({error.strerror})",
+                          f"check the path and permissions of the {what} file") from None
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # folders: the caller's own message
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise input_error(argument, f"{path} is {kind}, not a regular file",
+                          f"save the {what} to a file and pass its path")
