@@ -59,7 +59,6 @@ def score_subject(pipe, portrait, audio, sample, fps: float, seed: int = 0) -> d
     masks = portrait_regions(portrait, None if sample is None else sample.portrait_regions)
     reference = region_means(portrait[None], masks)[0]
     portrait_colours, gen_colours, gt_colours, psnr = [], [], [], []
-    keep = {int(round(t * fps)): t for t in SHEET_TIMES}
     sheet = {}
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
@@ -74,8 +73,10 @@ def score_subject(pipe, portrait, audio, sample, fps: float, seed: int = 0) -> d
             gt_colours.append(region_means(truth, gt_masks))
             mse = ((frames.astype(np.float32) - truth) ** 2).mean(axis=(1, 2, 3)) / 255.0**2
             psnr.append(10 * np.log10(1.0 / np.maximum(mse, 1e-10)))
-        for index, t in keep.items():
-            if start <= index < start + len(frames):
+        total = int(chunk.num_frames)
+        for t in SHEET_TIMES:  # a time at the very end (60 s of a 60 s video) shows the last frame
+            index = min(int(round(t * fps)), total - 1)
+            if t <= total / fps and start <= index < start + len(frames):
                 sheet[t] = frames[index - start]
     elapsed = time.perf_counter() - started
     inputs = {"portrait_colours": np.concatenate(portrait_colours), "portrait_reference": reference}
