@@ -141,7 +141,7 @@ def test_metric_weights_never_unpickle_without_opt_in(folders, tmp_path):
     from safetensors.torch import save_file
 
     from asymk_talker.asymk_core.eval.real import load_metric_model
-    from asymk_talker.asymk_core.eval.real_command import add_real_arguments, run_real
+    from asymk_talker.cli.eval_real import add_real_arguments, run_real
 
     root, _ = folders
     marker = tmp_path / "ran"
