@@ -62,6 +62,7 @@ def cmd_generate(args) -> int:
     from ..asymk_core.image import load_image
     from ..asymk_core.render_state import render_resumable, resume_folder
     from ..asymk_core.video_io import _check_output_path, write_chunks
+    from ..asymk_core.files import check_output_is_not_an_input
     from ..asymk_core.seeds import seeded_generator
 
     if args.checkpoint_every is not None and not args.resume:
@@ -71,6 +72,7 @@ def cmd_generate(args) -> int:
         raise input_error("--checkpoint-every", f"{checkpoint_every} is not a positive number of chunks",
                           "pass an integer >= 1, e.g. 4")
     _check_output_path(args.output, "--output")  # before minutes of loading and generating
+    check_output_is_not_an_input(args.output, {"--audio": args.audio, "--image": args.image}, "--output")
     device, dtype = resolve_device_dtype(args.device, args.dtype)
     image = load_image(args.image, argument="--image")
     waveform = load_audio(args.audio, argument="--audio")
@@ -133,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", default=None, help="model folder or Hub id (default: the shipped model)")
     generate.add_argument("--image", required=True)
     generate.add_argument("--audio", required=True)
-    generate.add_argument("--output", required=True, help="output .mp4")
+    generate.add_argument("--output", required=True,
+                          help="output .mp4; an existing file there is replaced once the render is complete "
+                               "(an output that is the --audio or --image file, or a link to it, is refused)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--steps", type=int, default=None, help="denoising steps per chunk")
     generate.add_argument("--guidance", type=float, default=None, help="audio guidance (teacher sampler)")

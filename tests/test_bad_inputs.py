@@ -631,3 +631,54 @@ def test_generate_has_no_face_detector_and_preprocess_rejects_faceless_videos(tm
                                                                num_references=2), progress=False)
     assert summary["videos_ok"] == 0
     assert [item["status"] for item in summary["failed"]] == ["no_face"]
+
+
+# ------------------------------------------------ CLI, in a real process: refused before any work
+def run_cli(*argv: str, cwd: Path | None = None):
+    """The real command in its own process: (exit status, the non-empty lines of stderr)."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "asymk_talker.cli.main", *argv], capture_output=True, text=True,
+                            timeout=600, cwd=cwd)
+    return result.returncode, [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("link", ["same_path", "symlink", "hard_link"])
+def test_cli_output_that_is_an_input_is_refused(link, models, good, tmp_path):
+    clip = tmp_path / "clip.mp4"  # the user's source video, whose sound is the speech
+    shutil.copy(good["audio"], clip)
+    before = clip.read_bytes()
+    output = {"same_path": tmp_path / "." / "clip.mp4", "symlink": tmp_path / "link.mp4",
+              "hard_link": tmp_path / "hard.mp4"}[link]
+    if link == "symlink":
+        output.symlink_to(clip)
+    elif link == "hard_link":
+        os.link(clip, output)
+    status, lines = run_cli("generate", "--model", str(models / "tiny"), "--image", str(good["image"]),
+                            "--audio", str(clip), "--output", str(output), "--steps", "1", "--quiet")
+    assert status == 2 and len(lines) == 1, lines
+    assert "`--output`" in lines[0] and "same file as --audio" in lines[0] and "Fix:" in lines[0], lines[0]
+    assert clip.read_bytes() == before and not list(tmp_path.rglob("*.partial*"))
+
+
+def test_demo_output_that_is_an_input_or_the_side_by_side_is_refused(tmp_path, capsys):
+    from asymk_talker.cli.demo import EXAMPLE_DIR
+
+    speech = tmp_path / "speech.mp4"
+    speech.symlink_to(EXAMPLE_DIR / "speech.wav")
+    before = (EXAMPLE_DIR / "speech.wav").read_bytes()
+    assert main(["demo", "--output", str(speech), "--quiet", "--no-eval"]) == 2
+    assert_one_line_error(capsys, "--output", "same file as the bundled speech")
+    assert (EXAMPLE_DIR / "speech.wav").read_bytes() == before
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--output", str(out), "--side-by-side", str(out), "--quiet", "--no-eval"]) == 2
+    assert_one_line_error(capsys, "--side-by-side", "same file as --output")
+    assert not out.exists()
+
+
+def test_cli_help_says_what_happens_to_an_existing_output():
+    from asymk_talker.cli.main import build_parser
+
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["generate"].format_help().split())
+    assert "an existing file there is replaced once the render is complete" in text
+    assert "is refused" in text
