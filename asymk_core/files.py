@@ -73,8 +73,11 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name one file: the same path, a symlink to it, or a hard link (same device and inode)."""
     try:
         first, second = os.stat(a), os.stat(b)  # follows symlinks
-    except OSError:  # one of them does not exist (yet): compare where they would resolve to
-        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:  # one of them does not exist (yet), or is a symlink loop: compare where they would resolve to
+        try:
+            return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13): the input check says so
+            return os.path.abspath(Path(a).expanduser()) == os.path.abspath(Path(b).expanduser())
     return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
