@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..asymk_core.choices import DTYPES, resolve_device_dtype
-from ..asymk_core.errors import InputError, input_error
+from ..asymk_core.errors import input_error
 from ..asymk_core.model_folder import DEFAULT_MODEL_DIR, PACKAGE_ROOT
 
 EXAMPLE_DIR = PACKAGE_ROOT / "assets" / "examples"
@@ -50,10 +50,7 @@ def load_demo_pipeline(model=None, device: str = "auto", dtype: str = "auto"):
         raise input_error("--model", f"no default model is installed at {DEFAULT_MODEL_DIR}",
                           "pass --model DIR (a pipeline folder, e.g. runs/akd-synthetic/pipeline from train/akd.py)")
     device, torch_dtype = resolve_device_dtype(device, dtype)
-    try:
-        return AsymKPipeline.from_pretrained(model, torch_dtype=torch_dtype, device=device)
-    except InputError as error:  # name the CLI flag, not the Python argument
-        raise type(error)(str(error).replace("`pretrained_model_name_or_path`", "`--model`", 1)) from None
+    return AsymKPipeline.from_pretrained(model, torch_dtype=torch_dtype, device=device)  # errors: cli/flags.py
 
 
 def example_inputs(seed: int, seconds: float, size: int) -> tuple[np.ndarray, np.ndarray, object]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..asymk_core.choices import DTYPES, SAMPLERS, resolve_device_dtype
 from ..asymk_core.errors import InputError, input_error
 from ..asymk_core.model_folder import PIPELINE_PRESETS
+from .flags import as_cli_error
 
 # Subcommands of other modules (package-relative name -> has ``register(subparsers)``); a module
 # whose part of the package is not installed is skipped.
@@ -39,7 +40,7 @@ def cmd_init(args) -> int:
 
 
 def load_pipeline(model, dtype, device):
-    """``AsymKPipeline.from_pretrained`` with its errors naming ``--model`` and library logs kept quiet."""
+    """``AsymKPipeline.from_pretrained`` with library logs kept quiet (its errors name ``--model`` in :func:`main`)."""
     from diffusers.utils import logging as diffusers_logging
 
     from ..pipelines.pipeline_asymk import AsymKPipeline
@@ -48,9 +49,6 @@ def load_pipeline(model, dtype, device):
     diffusers_logging.set_verbosity_error()  # the one-line error below says it all
     try:
         return AsymKPipeline.from_pretrained(model, torch_dtype=dtype, device=device)
-    except InputError as error:
-        message = str(error).replace("`pretrained_model_name_or_path`", "`--model`", 1)
-        raise type(error)(message) from None
     finally:
         diffusers_logging.set_verbosity(verbosity)
 
@@ -79,8 +77,8 @@ def cmd_generate(args) -> int:
     pipe = load_pipeline(args.model, dtype, device)
     pipe.set_progress_bar_config(disable=True)
     session = pipe.prepare(
-        image, waveform, sample_rate=SAMPLE_RATE, height=args.height or None, width=args.width or None,
-        fps=args.fps or None, num_inference_steps=args.steps, guidance_scale=args.guidance,
+        image, waveform, sample_rate=SAMPLE_RATE, height=args.height, width=args.width,
+        fps=args.fps, num_inference_steps=args.steps, guidance_scale=args.guidance,
         chunk_frames=args.chunk_frames, kernel_frames=args.kernel_frames, sampler=args.sampler,
         generator=seeded_generator(args.seed),  # all 64 bits of the seed count
     )
@@ -175,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as error:
+        command = parser._subparsers._group_actions[0].choices[args.command]
+        error = as_cli_error(error, command._option_string_actions)  # `num_inference_steps` -> `--steps`
         print(f"asymk-talker {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -682,3 +682,33 @@ def test_cli_help_says_what_happens_to_an_existing_output():
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["generate"].format_help().split())
     assert "an existing file there is replaced once the render is complete" in text
     assert "is refused" in text
+
+
+@pytest.mark.parametrize("flag, value, words", [("--fps", "0", "is not a frame rate"),
+                                                ("--height", "0", "out of range"),
+                                                ("--width", "0", "out of range"),
+                                                ("--steps", "0", "out of range")])
+def test_cli_zero_sizes_and_rates_are_refused_naming_the_flag(flag, value, words, models, good, tmp_path):
+    """`--fps 0` and friends used to fall back to the model's defaults (`args.fps or config.fps`)."""
+    output = tmp_path / "out.mp4"
+    status, lines = run_cli("generate", "--model", str(models / "tiny"), "--image", str(good["image"]),
+                            "--audio", str(good["audio"]), "--output", str(output), "--steps", "1", "--quiet",
+                            flag, value)
+    assert status == 2 and len(lines) == 1, lines
+    assert f"`{flag}`:" in lines[0] and words in lines[0] and "Fix:" in lines[0], lines[0]
+    assert "num_inference_steps" not in lines[0] and "`fps`" not in lines[0], lines[0]
+    assert_no_output_files(tmp_path, output)
+
+
+def test_cli_bad_value_in_the_model_config_names_the_config_file(models, good, tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(models / "tiny", folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["fps"] = 0
+    (folder / "model_index.json").write_text(json.dumps(index))
+    output = tmp_path / "out.mp4"
+    assert main(["generate", "--model", str(folder), "--image", str(good["image"]), "--audio", str(good["audio"]),
+                 "--output", str(output), "--steps", "1", "--quiet"]) == 2
+    line = assert_one_line_error(capsys, f"fps in {folder / 'model_index.json'}", "is not a frame rate")
+    assert "`--fps`" not in line
+    assert_no_output_files(tmp_path, output)
