@@ -94,6 +94,9 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
     check_output_is_not_an_input(output, examples, "--output")
     if pair_path is not None:
         check_output_is_not_an_input(pair_path, {**examples, "--output": output}, "--side-by-side")
+    from ..asymk_core.seeds import check_seed
+
+    check_seed(generation_seed, "--generation-seed")
     pipe = load_demo_pipeline(model, device, dtype)
     pipe.set_progress_bar_config(disable=True)
     height, width, fps = int(pipe.config.height), int(pipe.config.width), float(pipe.config.fps)

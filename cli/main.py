@@ -71,7 +71,8 @@ def cmd_generate(args) -> int:
                           "pass an integer >= 1, e.g. 4")
     _check_output_path(args.output, "--output")  # before minutes of loading and generating
     check_output_is_not_an_input(args.output, {"--audio": args.audio, "--image": args.image}, "--output")
-    device, dtype = resolve_device_dtype(args.device, args.dtype)
+    device, dtype = resolve_device_dtype(args.device, args.dtype)  # a bad --device: refused before loading
+    generator = seeded_generator(args.seed)  # all 64 bits of the seed count; outside 0..2**64 - 1: refused
     image = load_image(args.image, argument="--image")
     waveform = load_audio(args.audio, argument="--audio")
     pipe = load_pipeline(args.model, dtype, device)
@@ -80,7 +81,7 @@ def cmd_generate(args) -> int:
         image, waveform, sample_rate=SAMPLE_RATE, height=args.height, width=args.width,
         fps=args.fps, num_inference_steps=args.steps, guidance_scale=args.guidance,
         chunk_frames=args.chunk_frames, kernel_frames=args.kernel_frames, sampler=args.sampler,
-        generator=seeded_generator(args.seed),  # all 64 bits of the seed count
+        generator=generator,
     )
     fps, plan = session.settings.fps, session.plan
     started = time.perf_counter()

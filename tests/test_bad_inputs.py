@@ -712,3 +712,24 @@ def test_cli_bad_value_in_the_model_config_names_the_config_file(models, good, t
     line = assert_one_line_error(capsys, f"fps in {folder / 'model_index.json'}", "is not a frame rate")
     assert "`--fps`" not in line
     assert_no_output_files(tmp_path, output)
+
+
+SEED_AND_DEVICE = [(["--seed", str(2**64)], "--seed", "outside 0..2**64 - 1"),
+                   (["--seed", "-1"], "--seed", "outside 0..2**64 - 1"),
+                   (["--device", "bogus"], "--device", "'bogus' is not a device name"),
+                   (["--device", "meta"], "--device", "hold no data"),
+                   (["--device", "cuda"], "--device", "CUDA is not available")]
+
+
+@pytest.mark.parametrize("extra, flag, words", SEED_AND_DEVICE, ids=["seed_2_64", "seed_negative", "device_bogus",
+                                                                     "device_meta", "device_cuda"])
+def test_cli_bad_seed_or_device_is_refused_before_loading_the_model(extra, flag, words, good, tmp_path):
+    if flag == "--device" and "cuda" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    output = tmp_path / "out.mp4"
+    # The model folder does not exist: an error about it would mean the model was looked at first.
+    status, lines = run_cli("generate", "--model", str(tmp_path / "no_model"), "--image", str(good["image"]),
+                            "--audio", str(good["audio"]), "--output", str(output), "--quiet", *extra)
+    assert status == 2 and len(lines) == 1, lines
+    assert f"`{flag}`:" in lines[0] and words in lines[0] and "Fix:" in lines[0], lines[0]
+    assert_no_output_files(tmp_path, output)
