@@ -95,3 +95,15 @@ def check_output_is_not_an_input(output: str | os.PathLike, inputs: dict, argume
         if same_file(Path(output).expanduser(), Path(source).expanduser()):
             raise input_error(argument, f"{output} is the same file as {name} {source}; writing the video would "
                               "replace it", f"choose an output name other than {name}")
+
+
+def check_output_folder(path: str | os.PathLike, argument: str, force: bool = False) -> Path:
+    """A folder to write into: refused when it is a file, or (without ``force``) a folder that is not empty."""
+    from .errors import input_error
+
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise input_error(argument, f"{folder} is a file, not a folder", "choose a new folder name (this writes a folder)")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise input_error(argument, f"{folder} exists and is not empty", "choose a new folder or pass --force")
+    return folder

@@ -26,9 +26,9 @@ EXTRA_COMMANDS = (".demo", "..asymk_core.synthetic.command", ".eval", ".preproce
 def cmd_init(args) -> int:
     from ..pipelines.pipeline_asymk import AsymKPipeline
 
-    output = Path(args.output)
-    if output.exists() and any(output.iterdir()) and not args.force:
-        raise input_error("--output", f"{output} exists and is not empty", "choose a new folder or pass --force")
+    from ..asymk_core.files import check_output_folder
+
+    output = check_output_folder(args.output, "--output", force=args.force)
     pipe = AsymKPipeline.from_preset(args.preset, seed=args.seed)
     if args.sampler:
         pipe.register_to_config(sampler=args.sampler)

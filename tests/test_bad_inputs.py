@@ -733,3 +733,39 @@ def test_cli_bad_seed_or_device_is_refused_before_loading_the_model(extra, flag,
     assert status == 2 and len(lines) == 1, lines
     assert f"`{flag}`:" in lines[0] and words in lines[0] and "Fix:" in lines[0], lines[0]
     assert_no_output_files(tmp_path, output)
+
+
+def test_cli_init_output_that_is_a_file_is_refused(tmp_path):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    for extra in ([], ["--force"]):
+        status, lines = run_cli("init", "--output", str(existing), *extra)
+        assert status == 2 and len(lines) == 1, lines
+        assert "`--output`:" in lines[0] and "is a file, not a folder" in lines[0], lines[0]
+    assert existing.read_text() == "keep me"
+
+
+def test_cli_model_index_with_an_unknown_key_is_loaded_with_a_warning(models, good, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(models / "tiny", folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["setting_from_a_newer_version"] = 3
+    (folder / "model_index.json").write_text(json.dumps(index))
+    output = tmp_path / "out.mp4"
+    status, lines = run_cli("generate", "--model", str(folder), "--image", str(good["image"]), "--audio",
+                            str(good["audio"]), "--output", str(output), "--steps", "1", "--quiet")
+    assert status == 0 and output.is_file(), lines
+    warning = [line for line in lines if "setting_from_a_newer_version" in line]
+    assert len(warning) == 1 and "unknown key" in warning[0] and "ignored" in warning[0], lines
+    assert "Traceback" not in "\n".join(lines)
+
+
+def test_cli_model_index_that_is_a_json_list_is_refused(models, good, tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(models / "tiny", folder)
+    (folder / "model_index.json").write_text("[1, 2, 3]")
+    output = tmp_path / "out.mp4"
+    assert main(["generate", "--model", str(folder), "--image", str(good["image"]), "--audio", str(good["audio"]),
+                 "--output", str(output), "--steps", "1", "--quiet"]) == 2
+    assert_one_line_error(capsys, "--model", "holds a JSON list, not an object")
+    assert_no_output_files(tmp_path, output)
