@@ -135,8 +135,8 @@ def load_pipeline_components(folder: Path, torch_dtype: torch.dtype | None = Non
             if name in known_settings:
                 config[name] = value
             else:  # e.g. a setting added by a newer version: ignored, as diffusers does
-                logger.warning("`%s`: %s has an unknown key %r; it was ignored (a folder saved by a newer "
-                               "version of asymk_talker?)", argument, index_path, name)
+                logger.warning("%s has an unknown key %r; it was ignored (a folder saved by a newer version of "
+                               "asymk_talker?)", index_path, name)
             continue
         class_name = value[1]
         if class_name is None:

@@ -769,3 +769,54 @@ def test_cli_model_index_that_is_a_json_list_is_refused(models, good, tmp_path, 
                  "--output", str(output), "--steps", "1", "--quiet"]) == 2
     assert_one_line_error(capsys, "--model", "holds a JSON list, not an object")
     assert_no_output_files(tmp_path, output)
+
+
+def test_cli_output_name_too_long_for_its_partial_file_is_refused_up_front(good, tmp_path):
+    output = tmp_path / ("v" * 240 + ".mp4")  # a valid name (244 bytes), but its partial file takes 261
+    status, lines = run_cli("generate", "--model", str(tmp_path / "no_model"), "--image", str(good["image"]),
+                            "--audio", str(good["audio"]), "--output", str(output), "--quiet")
+    assert status == 2 and len(lines) == 1, lines
+    assert "`--output`:" in lines[0] and "is too long" in lines[0] and "at most 238 bytes" in lines[0], lines[0]
+    assert_no_output_files(tmp_path, output)
+
+
+def test_cli_disk_full_while_writing_a_resume_checkpoint(models, good, tmp_path, monkeypatch, capsys):
+    """The real checkpoint write gets half its bytes onto the disk, then ENOSPC."""
+    import builtins
+
+    from asymk_talker.asymk_core import render_state
+
+    real_open = builtins.open
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def checkpoint_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return FullDisk(handle) if str(path).endswith(".safetensors.tmp") else handle
+
+    monkeypatch.setattr(render_state, "open", checkpoint_open, raising=False)
+    output = tmp_path / "out.mp4"
+    argv = ["generate", "--model", str(models / "tiny"), "--image", str(good["image"]), "--audio",
+            str(good["audio"]), "--output", str(output), "--steps", "1", "--quiet", "--resume", "--checkpoint-every", "1"]
+    assert main(argv) == 2
+    assert_one_line_error(capsys, "--output", "the disk is full")
+    assert not output.exists() and not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.partial*"))
+    assert not list(tmp_path.rglob("state-*.safetensors"))
+    monkeypatch.undo()  # space again: the same command renders the video
+    assert main(argv) == 0
+    assert probe_video(output)["num_frames"] == round(0.5 * 25)
