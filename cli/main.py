@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -168,9 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP (``timeout``, ``docker stop``, systemd, a closed SSH session), handled like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                previous[name] = signal.signal(getattr(signal, name), _terminate)
     try:
         return int(args.func(args) or 0)
     except InputError as error:
@@ -178,9 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         error = as_cli_error(error, command._option_string_actions)  # `num_inference_steps` -> `--steps`
         print(f"asymk-talker {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"asymk-talker {args.command}: interrupted; no output was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # the partial output was deleted on the way out
+        signum = getattr(error, "signum", None)
+        how = f" by {signal.Signals(signum).name}" if signum else ""
+        print(f"asymk-talker {args.command}: interrupted{how}; no output was written", file=sys.stderr)
+        return 128 + signum if signum else 130
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 if __name__ == "__main__":

@@ -820,3 +820,27 @@ def test_cli_disk_full_while_writing_a_resume_checkpoint(models, good, tmp_path,
     monkeypatch.undo()  # space again: the same command renders the video
     assert main(argv) == 0
     assert probe_video(output)["num_frames"] == round(0.5 * 25)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_cli_sigterm_and_sighup_leave_no_partial_file(signame, models, good, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    audio = tmp_path / "long.wav"
+    sf.write(audio, speech_like(60.0), 16000)
+    output = tmp_path / "out.mp4"
+    process = subprocess.Popen([sys.executable, "-m", "asymk_talker.cli.main", "generate", "--model",
+                                str(models / "tiny"), "--image", str(good["image"]), "--audio", str(audio),
+                                "--output", str(output), "--steps", "1", "--quiet"],
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("*.partial-*")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the render ended before it could be signalled"
+    process.send_signal(getattr(signal, signame))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + getattr(signal, signame), err
+    assert f"interrupted by {signame}; no output was written" in err and "Traceback" not in err, err
+    assert not output.exists() and not list(tmp_path.glob("*.partial-*"))
