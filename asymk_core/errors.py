@@ -36,3 +36,22 @@ def input_error(argument: str, problem: str, fix: str, *, kind: type[Exception] 
     """
     cls = InvalidInputType if issubclass(kind, TypeError) else InvalidInputValue
     return cls(f"`{argument}`: {problem}. Fix: {fix}.")
+
+
+def error_argument(error: BaseException) -> str | None:
+    """The argument an :func:`input_error` names (``fps`` for ``"`fps`: ..."``), or ``None``."""
+    text = str(error)
+    if not text.startswith("`"):
+        return None
+    end = text.find("`: ", 1)
+    return text[1:end] if end > 0 else None
+
+
+def rename_argument(error: BaseException, argument: str) -> BaseException:
+    """The same error (same type, same message) naming ``argument`` instead, e.g. a front end's flag."""
+    old = error_argument(error)
+    if old is None or old == argument:
+        return error
+    renamed = type(error)(f"`{argument}`" + str(error)[len(old) + 2:])
+    renamed.__cause__ = error.__cause__
+    return renamed

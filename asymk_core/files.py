@@ -67,3 +67,43 @@ def check_input_file(source, path: Path, argument: str, what: str) -> None:
         kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
         raise input_error(argument, f"{path} is {kind}, not a regular file",
                           f"save the {what} to a file and pass its path")
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same path, a symlink to it, or a hard link (same device and inode)."""
+    try:
+        first, second = os.stat(a), os.stat(b)  # follows symlinks
+    except OSError:  # one of them does not exist (yet), or is a symlink loop: compare where they would resolve to
+        try:
+            return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13): the input check says so
+            return os.path.abspath(Path(a).expanduser()) == os.path.abspath(Path(b).expanduser())
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def check_output_is_not_an_input(output: str | os.PathLike, inputs: dict, argument: str) -> None:
+    """Refuse an output that is one of the inputs (``{argument name: path}``), before anything is rendered.
+
+    Writing the video would otherwise replace the user's source file (``--audio clip.mp4 --output
+    clip.mp4``). Symlinks and hard links to an input count as the input.
+    """
+    from .errors import input_error
+
+    for name, source in inputs.items():
+        if source is None or not isinstance(source, (str, os.PathLike)):
+            continue
+        if same_file(Path(output).expanduser(), Path(source).expanduser()):
+            raise input_error(argument, f"{output} is the same file as {name} {source}; writing the video would "
+                              "replace it", f"choose an output name other than {name}")
+
+
+def check_output_folder(path: str | os.PathLike, argument: str, force: bool = False) -> Path:
+    """A folder to write into: refused when it is a file, or (without ``force``) a folder that is not empty."""
+    from .errors import input_error
+
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise input_error(argument, f"{folder} is a file, not a folder", "choose a new folder name (this writes a folder)")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise input_error(argument, f"{folder} exists and is not empty", "choose a new folder or pass --force")
+    return folder

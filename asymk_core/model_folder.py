@@ -8,6 +8,7 @@ safetensors weights.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 
 from .errors import input_error
 from .limits import check_component_config
+
+logger = logging.getLogger("asymk_talker.model_folder")
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "models" / "asymk-synthetic"
@@ -119,13 +122,21 @@ def load_pipeline_components(folder: Path, torch_dtype: torch.dtype | None = Non
         index = json.loads(index_path.read_text())
     except json.JSONDecodeError as error:
         raise input_error(argument, f"{index_path} is not valid JSON ({error})", "restore the file") from error
+    if not isinstance(index, dict):
+        raise input_error(argument, f"{index_path} holds a JSON {type(index).__name__}, not an object of components "
+                          "and settings", "restore the file (save_pretrained writes it)")
+    known_settings = set().union(*PIPELINE_PRESETS.values())
     classes = component_classes()
     components, config = {}, {}
     for name, value in index.items():
         if name.startswith("_"):
             continue
         if not (isinstance(value, list) and len(value) == 2):
-            config[name] = value
+            if name in known_settings:
+                config[name] = value
+            else:  # e.g. a setting added by a newer version: ignored, as diffusers does
+                logger.warning("%s has an unknown key %r; it was ignored (a folder saved by a newer version of "
+                               "asymk_talker?)", index_path, name)
             continue
         class_name = value[1]
         if class_name is None:

@@ -25,6 +25,7 @@ segments, so decoded frames differ by the codec's rounding.)
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -39,7 +40,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from .audio import SAMPLE_RATE
-from .errors import input_error
+from .errors import InputError, input_error, rename_argument
 from .generation import LoopState
 from .video_io import VideoWriter, _check_output_path, write_chunks
 
@@ -83,17 +84,46 @@ class RenderState:
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically; on any failure (a full disk, ...) no temporary file is left behind."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
-def save_state(folder, state: RenderState) -> None:
-    """Write ``state`` into ``folder`` atomically (tensors first, then ``state.json``)."""
+def save_state(folder, state: RenderState, argument: str = "output") -> None:
+    """Write ``state`` into ``folder`` atomically (tensors first, then ``state.json``).
+
+    If writing fails (e.g. the disk is full), the new checkpoint's files are removed, the previous
+    checkpoint stays valid, and a one-line error naming ``argument`` is raised."""
     folder = Path(folder)
+    try:
+        _save_state(folder, state)
+    except OSError as exc:
+        written = folder / f"state-{state.next_chunk:06d}.safetensors"
+        try:
+            saved = json.loads((folder / STATE_FILE).read_text()).get("tensors")
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        if saved != written.name:  # state.json still points at the previous checkpoint
+            written.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise input_error(argument, f"writing the progress checkpoint in {folder} failed: the disk is full "
+                              f"({reason}); the partial checkpoint was deleted and the previous one kept",
+                              "free disk space and rerun the same command to continue") from None
+        raise input_error(argument, f"writing the progress checkpoint in {folder} failed ({reason}); the partial "
+                          "checkpoint was deleted and the previous one kept",
+                          "check the disk, then rerun the same command to continue") from None
+
+
+def _save_state(folder: Path, state: RenderState) -> None:
     tensors: dict[str, torch.Tensor] = {}
     if state.kernel is not None:
         tensors["kernel"] = state.kernel.detach().contiguous().cpu()
@@ -276,7 +306,10 @@ def render_resumable(
                                        stop_chunk=first_chunk + count, frames=writer.frames_written))
             state.next_chunk = first_chunk + count
             state.loop = session.state_after(last[-1][0])
-            save_state(folder, state)
+            try:
+                save_state(folder, state)
+            except InputError as error:  # e.g. the disk is full: name the caller's output argument
+                raise rename_argument(error, argument) from None
             if on_chunk is not None:
                 on_chunk(*last[-1][1])
 

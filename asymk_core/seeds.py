@@ -15,12 +15,24 @@ import torch
 MAX_SEED = 2**64 - 1
 
 
+def check_seed(seed, argument: str = "seed") -> int:
+    """``seed`` as an int in ``0..2**64 - 1``, or a one-line error naming ``argument``."""
+    from .errors import input_error
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise input_error(argument, f"expected an integer, got {type(seed).__name__}",
+                          f"pass an integer in 0..{MAX_SEED}", kind=TypeError)
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise input_error(argument, f"{seed} is outside 0..2**64 - 1", f"pass an integer in 0..{MAX_SEED}")
+    return int(seed)
+
+
 def generator_seed(seed: int) -> int:
     """The value passed to ``torch.Generator.manual_seed`` for a seed in ``0..2**64 - 1``."""
-    seed = int(seed)
+    seed = check_seed(seed)
     if 0 <= seed < 2**32:
         return seed
-    return int(np.random.SeedSequence(seed % 2**64).generate_state(1, np.uint32)[0])
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
 
 
 def seeded_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:

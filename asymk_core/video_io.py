@@ -56,6 +56,18 @@ def _check_output_path(path, argument: str) -> Path:
         raise input_error(argument, f"the folder {parent} does not exist", "create it first or choose another folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise input_error(argument, f"the folder {parent} is not writable", "choose a folder you can write to")
+    # The longest name written next to the output: its partial file (see VideoWriter), checked up front
+    # rather than when the first chunk is written.
+    partial = f"{target.stem}.partial-{'x' * 8}{target.suffix}"
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    if len(os.fsencode(partial)) > name_max:
+        raise input_error(argument, f"the name {target.name!r} is too long: its partial file "
+                          f"{target.stem[:20]}...{partial[-21:]} would take {len(os.fsencode(partial))} bytes, more "
+                          f"than the {name_max} this file system allows", f"use a name of at most "
+                          f"{name_max - len(os.fsencode(partial)) + len(os.fsencode(target.name))} bytes")
     return target
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..asymk_core.choices import DTYPES, resolve_device_dtype
-from ..asymk_core.errors import InputError, input_error
+from ..asymk_core.errors import input_error
 from ..asymk_core.model_folder import DEFAULT_MODEL_DIR, PACKAGE_ROOT
 
 EXAMPLE_DIR = PACKAGE_ROOT / "assets" / "examples"
@@ -50,10 +50,7 @@ def load_demo_pipeline(model=None, device: str = "auto", dtype: str = "auto"):
         raise input_error("--model", f"no default model is installed at {DEFAULT_MODEL_DIR}",
                           "pass --model DIR (a pipeline folder, e.g. runs/akd-synthetic/pipeline from train/akd.py)")
     device, torch_dtype = resolve_device_dtype(device, dtype)
-    try:
-        return AsymKPipeline.from_pretrained(model, torch_dtype=torch_dtype, device=device)
-    except InputError as error:  # name the CLI flag, not the Python argument
-        raise type(error)(str(error).replace("`pretrained_model_name_or_path`", "`--model`", 1)) from None
+    return AsymKPipeline.from_pretrained(model, torch_dtype=torch_dtype, device=device)  # errors: cli/flags.py
 
 
 def example_inputs(seed: int, seconds: float, size: int) -> tuple[np.ndarray, np.ndarray, object]:
@@ -88,6 +85,18 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
         raise input_error("--output", f"{output} is not a video file name", "end it with .mp4")
     if not isinstance(seconds, (int, float)) or not 0.5 <= seconds <= 600:
         raise input_error("--seconds", f"got {seconds!r}", "pass a duration between 0.5 and 600 seconds")
+    from ..asymk_core.files import check_output_is_not_an_input
+
+    pair_path = None
+    if side_by_side:
+        pair_path = side_by_side_path(output) if side_by_side == "auto" else Path(side_by_side)
+    examples = {"the bundled example": EXAMPLE_DIR / "portrait.png", "the bundled speech": EXAMPLE_DIR / "speech.wav"}
+    check_output_is_not_an_input(output, examples, "--output")
+    if pair_path is not None:
+        check_output_is_not_an_input(pair_path, {**examples, "--output": output}, "--side-by-side")
+    from ..asymk_core.seeds import check_seed
+
+    check_seed(generation_seed, "--generation-seed")
     pipe = load_demo_pipeline(model, device, dtype)
     pipe.set_progress_bar_config(disable=True)
     height, width, fps = int(pipe.config.height), int(pipe.config.width), float(pipe.config.fps)
@@ -109,9 +118,7 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
     elapsed = time.perf_counter() - started
     video = np.concatenate(frames)
 
-    pair_path = None
-    if side_by_side:
-        pair_path = side_by_side_path(output) if side_by_side == "auto" else Path(side_by_side)
+    if pair_path is not None:
         truth = sample.frames[: len(video)]
         if truth.shape[1:3] != video.shape[1:3]:
             truth = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BILINEAR))
@@ -168,9 +175,11 @@ def register(subparsers) -> None:
         "demo", help="render the bundled synthetic example with the default model (+ side-by-side with ground truth)")
     parser.add_argument("--model", default=None,
                         help="model folder or Hub id (default: the shipped models/asymk-synthetic)")
-    parser.add_argument("--output", default="asymk_demo.mp4", help="generated video (.mp4, with the speech)")
+    parser.add_argument("--output", default="asymk_demo.mp4", help="generated video (.mp4, with the speech); an existing file is replaced once the video "
+                             "is complete")
     parser.add_argument("--side-by-side", dest="side_by_side", default="auto",
-                        help="generated | ground-truth video (default: <output>_vs_ground_truth.mp4; 'none' to skip)")
+                        help="generated | ground-truth video (default: <output>_vs_ground_truth.mp4; 'none' to skip; an existing file is replaced, "
+                             "the --output file is refused)")
     parser.add_argument("--seed", type=int, default=None,
                         help="synthetic identity/utterance seed (default: the bundled example, 1001)")
     parser.add_argument("--seconds", type=float, default=None, help="length (default: 4 s, the bundled example)")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import threading
 import time
 from pathlib import Path
 
 from ..asymk_core.choices import DTYPES, SAMPLERS, resolve_device_dtype
 from ..asymk_core.errors import InputError, input_error
 from ..asymk_core.model_folder import PIPELINE_PRESETS
+from .flags import as_cli_error
 
 # Subcommands of other modules (package-relative name -> has ``register(subparsers)``); a module
 # whose part of the package is not installed is skipped.
@@ -25,9 +27,9 @@ EXTRA_COMMANDS = (".demo", "..asymk_core.synthetic.command", ".eval", ".preproce
 def cmd_init(args) -> int:
     from ..pipelines.pipeline_asymk import AsymKPipeline
 
-    output = Path(args.output)
-    if output.exists() and any(output.iterdir()) and not args.force:
-        raise input_error("--output", f"{output} exists and is not empty", "choose a new folder or pass --force")
+    from ..asymk_core.files import check_output_folder
+
+    output = check_output_folder(args.output, "--output", force=args.force)
     pipe = AsymKPipeline.from_preset(args.preset, seed=args.seed)
     if args.sampler:
         pipe.register_to_config(sampler=args.sampler)
@@ -39,7 +41,7 @@ def cmd_init(args) -> int:
 
 
 def load_pipeline(model, dtype, device):
-    """``AsymKPipeline.from_pretrained`` with its errors naming ``--model`` and library logs kept quiet."""
+    """``AsymKPipeline.from_pretrained`` with library logs kept quiet (its errors name ``--model`` in :func:`main`)."""
     from diffusers.utils import logging as diffusers_logging
 
     from ..pipelines.pipeline_asymk import AsymKPipeline
@@ -48,9 +50,6 @@ def load_pipeline(model, dtype, device):
     diffusers_logging.set_verbosity_error()  # the one-line error below says it all
     try:
         return AsymKPipeline.from_pretrained(model, torch_dtype=dtype, device=device)
-    except InputError as error:
-        message = str(error).replace("`pretrained_model_name_or_path`", "`--model`", 1)
-        raise type(error)(message) from None
     finally:
         diffusers_logging.set_verbosity(verbosity)
 
@@ -62,6 +61,7 @@ def cmd_generate(args) -> int:
     from ..asymk_core.image import load_image
     from ..asymk_core.render_state import render_resumable, resume_folder
     from ..asymk_core.video_io import _check_output_path, write_chunks
+    from ..asymk_core.files import check_output_is_not_an_input
     from ..asymk_core.seeds import seeded_generator
 
     if args.checkpoint_every is not None and not args.resume:
@@ -71,16 +71,18 @@ def cmd_generate(args) -> int:
         raise input_error("--checkpoint-every", f"{checkpoint_every} is not a positive number of chunks",
                           "pass an integer >= 1, e.g. 4")
     _check_output_path(args.output, "--output")  # before minutes of loading and generating
-    device, dtype = resolve_device_dtype(args.device, args.dtype)
+    check_output_is_not_an_input(args.output, {"--audio": args.audio, "--image": args.image}, "--output")
+    device, dtype = resolve_device_dtype(args.device, args.dtype)  # a bad --device: refused before loading
+    generator = seeded_generator(args.seed)  # all 64 bits of the seed count; outside 0..2**64 - 1: refused
     image = load_image(args.image, argument="--image")
     waveform = load_audio(args.audio, argument="--audio")
     pipe = load_pipeline(args.model, dtype, device)
     pipe.set_progress_bar_config(disable=True)
     session = pipe.prepare(
-        image, waveform, sample_rate=SAMPLE_RATE, height=args.height or None, width=args.width or None,
-        fps=args.fps or None, num_inference_steps=args.steps, guidance_scale=args.guidance,
+        image, waveform, sample_rate=SAMPLE_RATE, height=args.height, width=args.width,
+        fps=args.fps, num_inference_steps=args.steps, guidance_scale=args.guidance,
         chunk_frames=args.chunk_frames, kernel_frames=args.kernel_frames, sampler=args.sampler,
-        generator=seeded_generator(args.seed),  # all 64 bits of the seed count
+        generator=generator,
     )
     fps, plan = session.settings.fps, session.plan
     started = time.perf_counter()
@@ -133,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", default=None, help="model folder or Hub id (default: the shipped model)")
     generate.add_argument("--image", required=True)
     generate.add_argument("--audio", required=True)
-    generate.add_argument("--output", required=True, help="output .mp4")
+    generate.add_argument("--output", required=True,
+                          help="output .mp4; an existing file there is replaced once the render is complete "
+                               "(an output that is the --audio or --image file, or a link to it, is refused)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--steps", type=int, default=None, help="denoising steps per chunk")
     generate.add_argument("--guidance", type=float, default=None, help="audio guidance (teacher sampler)")
@@ -165,17 +169,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP (``timeout``, ``docker stop``, systemd, a closed SSH session), handled like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                previous[name] = signal.signal(getattr(signal, name), _terminate)
     try:
         return int(args.func(args) or 0)
     except InputError as error:
+        command = parser._subparsers._group_actions[0].choices[args.command]
+        error = as_cli_error(error, command._option_string_actions)  # `num_inference_steps` -> `--steps`
         print(f"asymk-talker {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"asymk-talker {args.command}: interrupted; no output was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # the partial output was deleted on the way out
+        signum = getattr(error, "signum", None)
+        how = f" by {signal.Signals(signum).name}" if signum else ""
+        print(f"asymk-talker {args.command}: interrupted{how}; no output was written", file=sys.stderr)
+        return 128 + signum if signum else 130
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 if __name__ == "__main__":

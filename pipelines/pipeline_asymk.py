@@ -19,7 +19,7 @@ from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscret
 from diffusers.utils import BaseOutput
 
 from ..asymk_core.audio import FrameAudioFeatures, load_audio
-from ..asymk_core.errors import input_error
+from ..asymk_core.errors import InputError, error_argument, input_error, rename_argument
 from ..asymk_core.files import apply_umask_to_weights
 from ..asymk_core.generation import latent_size
 from ..asymk_core.image import preprocess_image
@@ -136,6 +136,7 @@ class AsymKPipeline(DiffusionPipeline):
         components.update({k: kwargs.pop(k) for k in list(kwargs) if k in components})
         config.update(kwargs)
         pipe = cls(**components, **config)
+        pipe._config_file = Path(folder) / "model_index.json"  # named when one of its values is refused
         if device is not None:
             pipe.to(device)
         return pipe
@@ -216,8 +217,15 @@ class AsymKPipeline(DiffusionPipeline):
         if unknown:
             raise TypeError(f"resolve_settings() got unexpected arguments {unknown}")
         settings = {name: self.config[name] if overrides.get(name) is None else overrides[name] for name in names}
-        self.check_inputs(**settings, generator=generator,
-                          callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+        try:
+            self.check_inputs(**settings, generator=generator,
+                              callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+        except InputError as error:  # a default from the model folder: name its file, not the caller's argument
+            argument = error_argument(error)
+            if argument in names and overrides.get(argument) is None:
+                source = getattr(self, "_config_file", None) or "the pipeline config"
+                raise rename_argument(error, f"{argument} in {source}") from None
+            raise
         settings["guidance_scale"] = float(settings["guidance_scale"])
         return RenderSettings(**settings, shift=float(self.scheduler.config.get("shift", 3.0)))
 

@@ -631,3 +631,216 @@ def test_generate_has_no_face_detector_and_preprocess_rejects_faceless_videos(tm
                                                                num_references=2), progress=False)
     assert summary["videos_ok"] == 0
     assert [item["status"] for item in summary["failed"]] == ["no_face"]
+
+
+# ------------------------------------------------ CLI, in a real process: refused before any work
+def run_cli(*argv: str, cwd: Path | None = None):
+    """The real command in its own process: (exit status, the non-empty lines of stderr)."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "asymk_talker.cli.main", *argv], capture_output=True, text=True,
+                            timeout=600, cwd=cwd)
+    return result.returncode, [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("link", ["same_path", "symlink", "hard_link"])
+def test_cli_output_that_is_an_input_is_refused(link, models, good, tmp_path):
+    clip = tmp_path / "clip.mp4"  # the user's source video, whose sound is the speech
+    shutil.copy(good["audio"], clip)
+    before = clip.read_bytes()
+    output = {"same_path": tmp_path / "." / "clip.mp4", "symlink": tmp_path / "link.mp4",
+              "hard_link": tmp_path / "hard.mp4"}[link]
+    if link == "symlink":
+        output.symlink_to(clip)
+    elif link == "hard_link":
+        os.link(clip, output)
+    status, lines = run_cli("generate", "--model", str(models / "tiny"), "--image", str(good["image"]),
+                            "--audio", str(clip), "--output", str(output), "--steps", "1", "--quiet")
+    assert status == 2 and len(lines) == 1, lines
+    assert "`--output`" in lines[0] and "same file as --audio" in lines[0] and "Fix:" in lines[0], lines[0]
+    assert clip.read_bytes() == before and not list(tmp_path.rglob("*.partial*"))
+
+
+def test_demo_output_that_is_an_input_or_the_side_by_side_is_refused(tmp_path, capsys):
+    from asymk_talker.cli.demo import EXAMPLE_DIR
+
+    speech = tmp_path / "speech.mp4"
+    speech.symlink_to(EXAMPLE_DIR / "speech.wav")
+    before = (EXAMPLE_DIR / "speech.wav").read_bytes()
+    assert main(["demo", "--output", str(speech), "--quiet", "--no-eval"]) == 2
+    assert_one_line_error(capsys, "--output", "same file as the bundled speech")
+    assert (EXAMPLE_DIR / "speech.wav").read_bytes() == before
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--output", str(out), "--side-by-side", str(out), "--quiet", "--no-eval"]) == 2
+    assert_one_line_error(capsys, "--side-by-side", "same file as --output")
+    assert not out.exists()
+
+
+def test_cli_help_says_what_happens_to_an_existing_output():
+    from asymk_talker.cli.main import build_parser
+
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["generate"].format_help().split())
+    assert "an existing file there is replaced once the render is complete" in text
+    assert "is refused" in text
+
+
+@pytest.mark.parametrize("flag, value, words", [("--fps", "0", "is not a frame rate"),
+                                                ("--height", "0", "out of range"),
+                                                ("--width", "0", "out of range"),
+                                                ("--steps", "0", "out of range")])
+def test_cli_zero_sizes_and_rates_are_refused_naming_the_flag(flag, value, words, models, good, tmp_path):
+    """`--fps 0` and friends used to fall back to the model's defaults (`args.fps or config.fps`)."""
+    output = tmp_path / "out.mp4"
+    status, lines = run_cli("generate", "--model", str(models / "tiny"), "--image", str(good["image"]),
+                            "--audio", str(good["audio"]), "--output", str(output), "--steps", "1", "--quiet",
+                            flag, value)
+    assert status == 2 and len(lines) == 1, lines
+    assert f"`{flag}`:" in lines[0] and words in lines[0] and "Fix:" in lines[0], lines[0]
+    assert "num_inference_steps" not in lines[0] and "`fps`" not in lines[0], lines[0]
+    assert_no_output_files(tmp_path, output)
+
+
+def test_cli_bad_value_in_the_model_config_names_the_config_file(models, good, tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(models / "tiny", folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["fps"] = 0
+    (folder / "model_index.json").write_text(json.dumps(index))
+    output = tmp_path / "out.mp4"
+    assert main(["generate", "--model", str(folder), "--image", str(good["image"]), "--audio", str(good["audio"]),
+                 "--output", str(output), "--steps", "1", "--quiet"]) == 2
+    line = assert_one_line_error(capsys, f"fps in {folder / 'model_index.json'}", "is not a frame rate")
+    assert "`--fps`" not in line
+    assert_no_output_files(tmp_path, output)
+
+
+SEED_AND_DEVICE = [(["--seed", str(2**64)], "--seed", "outside 0..2**64 - 1"),
+                   (["--seed", "-1"], "--seed", "outside 0..2**64 - 1"),
+                   (["--device", "bogus"], "--device", "'bogus' is not a device name"),
+                   (["--device", "meta"], "--device", "hold no data"),
+                   (["--device", "cuda"], "--device", "CUDA is not available")]
+
+
+@pytest.mark.parametrize("extra, flag, words", SEED_AND_DEVICE, ids=["seed_2_64", "seed_negative", "device_bogus",
+                                                                     "device_meta", "device_cuda"])
+def test_cli_bad_seed_or_device_is_refused_before_loading_the_model(extra, flag, words, good, tmp_path):
+    if flag == "--device" and "cuda" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    output = tmp_path / "out.mp4"
+    # The model folder does not exist: an error about it would mean the model was looked at first.
+    status, lines = run_cli("generate", "--model", str(tmp_path / "no_model"), "--image", str(good["image"]),
+                            "--audio", str(good["audio"]), "--output", str(output), "--quiet", *extra)
+    assert status == 2 and len(lines) == 1, lines
+    assert f"`{flag}`:" in lines[0] and words in lines[0] and "Fix:" in lines[0], lines[0]
+    assert_no_output_files(tmp_path, output)
+
+
+def test_cli_init_output_that_is_a_file_is_refused(tmp_path):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    for extra in ([], ["--force"]):
+        status, lines = run_cli("init", "--output", str(existing), *extra)
+        assert status == 2 and len(lines) == 1, lines
+        assert "`--output`:" in lines[0] and "is a file, not a folder" in lines[0], lines[0]
+    assert existing.read_text() == "keep me"
+
+
+def test_cli_model_index_with_an_unknown_key_is_loaded_with_a_warning(models, good, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(models / "tiny", folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["setting_from_a_newer_version"] = 3
+    (folder / "model_index.json").write_text(json.dumps(index))
+    output = tmp_path / "out.mp4"
+    status, lines = run_cli("generate", "--model", str(folder), "--image", str(good["image"]), "--audio",
+                            str(good["audio"]), "--output", str(output), "--steps", "1", "--quiet")
+    assert status == 0 and output.is_file(), lines
+    warning = [line for line in lines if "setting_from_a_newer_version" in line]
+    assert len(warning) == 1 and "unknown key" in warning[0] and "ignored" in warning[0], lines
+    assert "Traceback" not in "\n".join(lines)
+
+
+def test_cli_model_index_that_is_a_json_list_is_refused(models, good, tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(models / "tiny", folder)
+    (folder / "model_index.json").write_text("[1, 2, 3]")
+    output = tmp_path / "out.mp4"
+    assert main(["generate", "--model", str(folder), "--image", str(good["image"]), "--audio", str(good["audio"]),
+                 "--output", str(output), "--steps", "1", "--quiet"]) == 2
+    assert_one_line_error(capsys, "--model", "holds a JSON list, not an object")
+    assert_no_output_files(tmp_path, output)
+
+
+def test_cli_output_name_too_long_for_its_partial_file_is_refused_up_front(good, tmp_path):
+    output = tmp_path / ("v" * 240 + ".mp4")  # a valid name (244 bytes), but its partial file takes 261
+    status, lines = run_cli("generate", "--model", str(tmp_path / "no_model"), "--image", str(good["image"]),
+                            "--audio", str(good["audio"]), "--output", str(output), "--quiet")
+    assert status == 2 and len(lines) == 1, lines
+    assert "`--output`:" in lines[0] and "is too long" in lines[0] and "at most 238 bytes" in lines[0], lines[0]
+    assert_no_output_files(tmp_path, output)
+
+
+def test_cli_disk_full_while_writing_a_resume_checkpoint(models, good, tmp_path, monkeypatch, capsys):
+    """The real checkpoint write gets half its bytes onto the disk, then ENOSPC."""
+    import builtins
+
+    from asymk_talker.asymk_core import render_state
+
+    real_open = builtins.open
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def checkpoint_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return FullDisk(handle) if str(path).endswith(".safetensors.tmp") else handle
+
+    monkeypatch.setattr(render_state, "open", checkpoint_open, raising=False)
+    output = tmp_path / "out.mp4"
+    argv = ["generate", "--model", str(models / "tiny"), "--image", str(good["image"]), "--audio",
+            str(good["audio"]), "--output", str(output), "--steps", "1", "--quiet", "--resume", "--checkpoint-every", "1"]
+    assert main(argv) == 2
+    assert_one_line_error(capsys, "--output", "the disk is full")
+    assert not output.exists() and not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.partial*"))
+    assert not list(tmp_path.rglob("state-*.safetensors"))
+    monkeypatch.undo()  # space again: the same command renders the video
+    assert main(argv) == 0
+    assert probe_video(output)["num_frames"] == round(0.5 * 25)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_cli_sigterm_and_sighup_leave_no_partial_file(signame, models, good, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    audio = tmp_path / "long.wav"
+    sf.write(audio, speech_like(60.0), 16000)
+    output = tmp_path / "out.mp4"
+    process = subprocess.Popen([sys.executable, "-m", "asymk_talker.cli.main", "generate", "--model",
+                                str(models / "tiny"), "--image", str(good["image"]), "--audio", str(audio),
+                                "--output", str(output), "--steps", "1", "--quiet"],
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("*.partial-*")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the render ended before it could be signalled"
+    process.send_signal(getattr(signal, signame))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + getattr(signal, signame), err
+    assert f"interrupted by {signame}; no output was written" in err and "Traceback" not in err, err
+    assert not output.exists() and not list(tmp_path.glob("*.partial-*"))
