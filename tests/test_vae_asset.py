@@ -59,3 +59,31 @@ def test_reconstructs_held_out_clips_past_the_training_length(vae):
     assert mean["psnr_steady"] > 19.0
     assert mean["sync_pearson"] > 0.6
     assert mean["identity_distance"] < 0.3
+
+
+def test_steady_state_fine_tune_keeps_colours_better_in_a_long_stream(vae):
+    """``assets/vae-synthetic-steady`` (stage 4, in progress) against the committed VAE on one held-out
+    wide-appearance clip streamed for 6 s: better PSNR from 2 s on and a smaller worst colour error."""
+    from diffusers import AutoencoderKLWan
+
+    from asymk_talker.asymk_core.eval.fidelity import fidelity_report, region_masks, region_means
+    from asymk_talker.asymk_core.synthetic.corpus import make_sample, split_seed
+    from asymk_talker.train.vae_eval import reconstruct
+
+    steady = AutoencoderKLWan.from_pretrained(str(PACKAGE_ROOT / "assets" / "vae-synthetic-steady")).eval()
+    sample = make_sample(split_seed("identity", "test-steady", 0, heldout=True),
+                         split_seed("utterance", "test-steady", 0, heldout=True), 6.0, variety="wide", regions=True)
+    truth = sample.frames[:149]
+    masks = region_masks(sample.regions[:149])
+
+    def scores(model):
+        recon = reconstruct(model, truth)
+        tail = (recon[50:].astype(np.float64) - truth[50:]) ** 2
+        report = fidelity_report(25.0, region_colours=region_means(recon, masks),
+                                 gt_region_colours=region_means(truth, masks))
+        return 10 * np.log10(255.0**2 / tail.mean()), report["worst"]["region_error"]
+
+    old_psnr, old_colour = scores(vae)
+    new_psnr, new_colour = scores(steady)
+    assert new_psnr > old_psnr + 0.5, (new_psnr, old_psnr)
+    assert new_colour < old_colour, (new_colour, old_colour)
