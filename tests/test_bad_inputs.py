@@ -700,12 +700,17 @@ def test_cli_zero_sizes_and_rates_are_refused_naming_the_flag(flag, value, words
     assert_no_output_files(tmp_path, output)
 
 
-def test_cli_bad_value_in_the_model_config_names_the_config_file(models, good, tmp_path, capsys):
+def tiny_model_with(models, tmp_path, **entries):
+    """A copy of the tiny model folder whose model_index.json has ``entries`` set."""
     folder = tmp_path / "model"
     shutil.copytree(models / "tiny", folder)
     index = json.loads((folder / "model_index.json").read_text())
-    index["fps"] = 0
-    (folder / "model_index.json").write_text(json.dumps(index))
+    (folder / "model_index.json").write_text(json.dumps({**index, **entries}))
+    return folder
+
+
+def test_cli_bad_value_in_the_model_config_names_the_config_file(models, good, tmp_path, capsys):
+    folder = tiny_model_with(models, tmp_path, fps=0)
     output = tmp_path / "out.mp4"
     assert main(["generate", "--model", str(folder), "--image", str(good["image"]), "--audio", str(good["audio"]),
                  "--output", str(output), "--steps", "1", "--quiet"]) == 2
@@ -746,11 +751,7 @@ def test_cli_init_output_that_is_a_file_is_refused(tmp_path):
 
 
 def test_cli_model_index_with_an_unknown_key_is_loaded_with_a_warning(models, good, tmp_path):
-    folder = tmp_path / "model"
-    shutil.copytree(models / "tiny", folder)
-    index = json.loads((folder / "model_index.json").read_text())
-    index["setting_from_a_newer_version"] = 3
-    (folder / "model_index.json").write_text(json.dumps(index))
+    folder = tiny_model_with(models, tmp_path, setting_from_a_newer_version=3)
     output = tmp_path / "out.mp4"
     status, lines = run_cli("generate", "--model", str(folder), "--image", str(good["image"]), "--audio",
                             str(good["audio"]), "--output", str(output), "--steps", "1", "--quiet")
