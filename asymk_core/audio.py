@@ -135,6 +135,60 @@ def _rate_problem(rate) -> str | None:
     return None
 
 
+class BlockResampler:
+    """Mono float blocks at ``rate`` Hz in, 16 kHz float32 blocks out, for audio that arrives in pieces.
+
+    libswresample (``av.AudioResampler``) keeps its filter state between blocks, so the output does
+    not depend on how the input was cut; :meth:`flush` returns the filter's tail at the end. At
+    16 kHz the blocks pass through unchanged.
+    """
+
+    def __init__(self, rate: int):
+        self.rate, self._pts, self._swr = int(rate), 0, None
+        if self.rate != SAMPLE_RATE:
+            import av
+
+            self._swr = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+    def _drain(self, frames) -> np.ndarray:
+        pieces = [out.to_ndarray().reshape(-1) for out in frames]
+        return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
+
+    def add(self, block: np.ndarray) -> np.ndarray:
+        """A mono block ``[n]`` at ``rate`` -> the 16 kHz samples ready so far (a new array)."""
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self._swr is None or block.size == 0:
+            return block.copy()
+        import av
+
+        frame = av.AudioFrame.from_ndarray(block[None], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = self.rate, self._pts
+        self._pts += block.size
+        return self._drain(self._swr.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the resampling filter (empty at 16 kHz)."""
+        if self._swr is None or self._pts == 0:
+            return np.zeros(0, np.float32)
+        return self._drain(self._swr.resample(None))
+
+
+def pcm_block(pcm, sample_rate, argument: str = "pcm") -> tuple[np.ndarray, int]:
+    """One block of live audio -> (mono float32 samples ``[n]``, checked sample rate in Hz).
+
+    ``pcm``: numpy array or torch tensor ``[n]`` or channels-first ``[C, n]``; float in [-1, 1] or
+    int8/int16/int32/uint8 PCM. Non-finite samples raise an error naming ``argument``.
+    """
+    rate = _check_sample_rate(sample_rate, argument)
+    if not isinstance(pcm, (np.ndarray, torch.Tensor)):
+        raise input_error(argument, f"expected a numpy array or torch tensor, got {type(pcm).__name__}",
+                          "pass PCM samples as an array with sample_rate", kind=TypeError)
+    samples = _array_to_mono(_array_to_float(pcm, argument), argument)
+    if samples.size and not np.isfinite(samples).all():
+        raise input_error(argument, "the block contains NaN or infinite samples", "pass finite samples")
+    return np.ascontiguousarray(samples, dtype=np.float32), rate
+
+
 class _MonoTo16k:
     """Mono blocks at the source rate in, 16 kHz float32 out: the streaming half of ``load_audio``.
 
@@ -149,11 +203,7 @@ class _MonoTo16k:
         self.limit = int(max_seconds * rate)  # source samples allowed
         self.samples, self.peak, self.finite = 0, 0.0, True
         self.pieces: list[np.ndarray] = []
-        self._swr, self._pts = None, 0
-        if rate != SAMPLE_RATE:
-            import av
-
-            self._swr = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._resampler = BlockResampler(rate)
 
     def add(self, block: np.ndarray) -> None:
         if block.size == 0:
@@ -167,20 +217,11 @@ class _MonoTo16k:
             self.peak = max(self.peak, high, -low)
         else:
             self.finite = False
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        if self._swr is None:
-            self.pieces.append(block.copy())
-            return
-        import av
-
-        frame = av.AudioFrame.from_ndarray(block[None], format="flt", layout="mono")
-        frame.sample_rate, frame.pts = self.rate, self._pts
-        self._pts += block.size
-        self.pieces.extend(out.to_ndarray().reshape(-1).copy() for out in self._swr.resample(frame))
+        self.pieces.append(self._resampler.add(block))
 
     def finish(self) -> np.ndarray:
-        if self._swr is not None and self.samples:
-            self.pieces.extend(out.to_ndarray().reshape(-1).copy() for out in self._swr.resample(None))
+        if self.samples:
+            self.pieces.append(self._resampler.flush())
         waveform = np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
         self.pieces = []
         return waveform
@@ -479,6 +520,18 @@ def _encode_samples(audio_encoder, samples: np.ndarray, feature_extractor) -> to
     elif features.shape[0] < frames:
         features = torch.cat([features, features.new_zeros(frames - features.shape[0], *features.shape[1:])])
     return features
+
+
+def encode_span(audio_encoder, samples: np.ndarray, feature_extractor=None) -> torch.Tensor:
+    """Features of one stretch of 16 kHz audio as it stands, edges padded like a whole recording:
+    float32 ``[len // 320 + 1, L, D]`` (live mode encodes the audio around each chunk with it)."""
+    return _encode_samples(audio_encoder, np.ascontiguousarray(samples, dtype=np.float32), feature_extractor)
+
+
+def silence_features(audio_encoder, feature_extractor=None) -> torch.Tensor:
+    """The encoder's features for digital silence, ``[L, D]`` (what a closed mouth is conditioned on)."""
+    features = encode_span(audio_encoder, np.zeros(SAMPLE_RATE, np.float32), feature_extractor)
+    return features[features.shape[0] // 2].clone()
 
 
 def _encode_range(audio_encoder, samples: np.ndarray, start: int, stop: int, feature_extractor,

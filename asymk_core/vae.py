@@ -165,17 +165,20 @@ class StreamingDecoder:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``[B, C, f, h, w]`` -> video ``[B, 3, n, H, W]`` in [-1, 1]."""
+        return torch.cat(list(self.decode_frames(latents)), dim=2)
+
+    @torch.no_grad()
+    def decode_frames(self, latents: torch.Tensor):
+        """Like :meth:`decode`, yielding the video of each latent frame as soon as it is decoded:
+        ``[B, 3, 1 or 4, H, W]`` in [-1, 1] (live output shows a chunk's first frames early)."""
         vae_dtype = next(self.vae.parameters()).dtype
         hidden = self.vae.post_quant_conv(denormalize_latents(self.vae, latents).to(vae_dtype))
-        frames = []
         for index in range(hidden.shape[2]):
-            frames.append(
-                self.vae.decoder(
-                    hidden[:, :, index : index + 1],
-                    feat_cache=self._feature_cache,
-                    feat_idx=[0],
-                    first_chunk=self._first,
-                )
+            video = self.vae.decoder(
+                hidden[:, :, index : index + 1],
+                feat_cache=self._feature_cache,
+                feat_idx=[0],
+                first_chunk=self._first,
             )
             self._first = False
-        return torch.cat(frames, dim=2).clamp(-1.0, 1.0).float()
+            yield video.clamp(-1.0, 1.0).float()

@@ -25,9 +25,11 @@ from ..asymk_core.generation import latent_size
 from ..asymk_core.image import preprocess_image
 from ..asymk_core.kclg import ChunkPlan
 from ..asymk_core.limits import check_render_memory
+from ..asymk_core.live import LiveSession
 from ..asymk_core.model_folder import load_pipeline_components, preset_components, resolve_model_folder
 from ..asymk_core.models.transformer import AsymKTransformer
 from ..asymk_core.sampling import check_sampler
+from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import temporal_factor, use_onednn_convolutions
 from .render_session import RenderSession, RenderSettings
 
@@ -290,6 +292,54 @@ class AsymKPipeline(DiffusionPipeline):
                 frames=chunk.frames[0].cpu().numpy(), start_frame=chunk.start_frame, chunk_index=chunk.chunk.index,
                 num_chunks=plan.num_chunks, num_frames=plan.num_frames,
             )
+
+    # ---------------------------------------------------------------------------------------- live
+    def live(
+        self,
+        image,
+        height: int | None = None,
+        width: int | None = None,
+        fps: float | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        chunk_frames: int | None = None,
+        kernel_frames: int | None = None,
+        sampler: str | None = None,
+        generator: torch.Generator | None = None,
+        realtime: bool = True,
+        **options,
+    ) -> LiveSession:
+        """A live session for ``image``: push speech as it arrives, read frames as they are due.
+
+        Settings are those of ``__call__`` (defaults from the model folder). ``realtime=False``
+        generates on demand instead of pacing to a clock. ``options`` go to
+        :class:`asymk_core.live.LiveSession` (``clock``, ``context_frames``, ``max_queued_seconds``).
+
+        ```py
+        >>> with pipe.live("portrait.png", generator=torch.Generator().manual_seed(0)) as live:
+        ...     live.push(pcm_block, sample_rate=48000)  # any block size and rate, e.g. from a TTS engine
+        ...     for frame in live.frames():  # LiveFrame: index, pts (s), image [H, W, 3], audio (16 kHz)
+        ...         show(frame.image, frame.audio)
+        ```
+        """
+        settings = self.resolve_settings(
+            generator, None, height=height, width=width, fps=fps, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, chunk_frames=chunk_frames, kernel_frames=kernel_frames, sampler=sampler,
+        )
+        if image is None:
+            raise input_error("image", "no portrait was given", "pass the portrait image")
+        portrait = preprocess_image(image, settings.height, settings.width)
+        with torch.no_grad():
+            reference_latents = encode_reference(self.vae, portrait.to(self.vae.device),
+                                                 settings.kernel_frames + settings.chunk_frames)
+        return LiveSession(
+            transformer=self.transformer, vae=self.vae,
+            scheduler=FlowMatchEulerDiscreteScheduler.from_config(self.scheduler.config),  # this session's own state
+            reference_latents=reference_latents, chunk_frames=settings.chunk_frames,
+            kernel_frames=settings.kernel_frames, sampling=settings.sampling, audio_encoder=self.audio_encoder,
+            feature_extractor=self.feature_extractor, fps=settings.fps,
+            audio_window=self.transformer.config.audio_window, generator=generator, realtime=realtime, **options,
+        )
 
     # -------------------------------------------------------------------------------------- call
     @torch.no_grad()

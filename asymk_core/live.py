@@ -1,0 +1,324 @@
+"""Live mode: a talking head that follows speech as it arrives, paced to a clock at the video fps.
+
+A :class:`LiveSession` runs the KCLG chunk loop (:func:`asymk_core.generation.generate_chunks`)
+without an end: each chunk is planned from the speech pushed so far
+(:class:`asymk_core.live_audio.LiveAudioTimeline`) when it must be generated, and idle chunks
+(silence features: closed mouth, the model's own blinks and sway) fill the gaps, so the video never
+freezes. Frames are decoded one latent frame at a time and come out with their timestamps and the
+16 kHz audio they play.
+
+Real time (``realtime=True``): a worker thread starts chunk ``c`` at ``t0 + c * D - lead`` (``D``
+the chunk duration, ``lead`` the measured time to a chunk's first frame plus a margin), so speech is
+shown ``D + lead`` plus the encoder's look-ahead after it arrives, and :meth:`frames` releases each
+frame at ``t0 + pts``. Otherwise chunks are generated on demand, as fast as possible; when all
+the audio is pushed before the first frame is asked for and :meth:`end` is called, the frames equal
+those of ``AsymKPipeline.stream`` with the same generator.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .audio import BlockResampler, pcm_block, silence_features
+from .errors import input_error
+from .generation import SamplingSettings, generate_chunks, to_frames
+from .kclg import ChunkPlan, initial_kernel
+from .live_audio import FrameSource, LiveAudioTimeline
+from .vae import StreamingDecoder, temporal_factor
+
+ENDLESS_FRAMES = 1 << 60  # a live stream's plan has no end in practice
+
+
+@dataclass
+class LiveFrame:
+    """One live video frame. ``index``: frame number from the start; ``pts``: its presentation time
+    in seconds (``index / fps``); ``image``: float32 ``[H, W, 3]`` in [0, 1]; ``audio``: the float32
+    16 kHz samples it plays; ``speaking``: made from pushed speech (else idle); ``pushed_at``: clock
+    time its first audio sample was pushed (``None`` when idle)."""
+
+    index: int
+    pts: float
+    image: np.ndarray
+    audio: np.ndarray
+    speaking: bool
+    pushed_at: float | None = None
+
+    def to_uint8(self) -> np.ndarray:
+        """``image`` as uint8 ``[H, W, 3]``."""
+        return (self.image * 255.0).round().astype(np.uint8)
+
+
+class _LockedAudio:
+    """The timeline seen by the chunk denoiser, planning under the session's lock."""
+
+    def __init__(self, timeline: LiveAudioTimeline, lock: threading.Lock):
+        self.timeline, self.lock = timeline, lock
+
+    def windows(self, start_frame: int, num_frames: int) -> torch.Tensor:
+        with self.lock:
+            return self.timeline.windows(start_frame, num_frames)
+
+
+class LiveSession:
+    """A live render: ``push`` speech in any block size and sample rate, read ``frames``.
+
+    Use as a context manager (``with pipe.live(image) as live: ...``); :meth:`close` stops the
+    worker. ``reference_latents``: TRE latents ``[1, C, kernel + chunk, h, w]``. ``clock``: seconds,
+    monotonic (``time.monotonic``). ``context_frames``: encoder look-ahead in 20 ms feature frames
+    (default 2, exact for the log-mel encoder; 10 for transformer encoders). ``jitter_seconds``:
+    arrived speech held back when an utterance starts, absorbing late blocks (default 0.08 s in
+    real time, 0 otherwise).
+    """
+
+    def __init__(self, *, transformer, vae, scheduler, reference_latents: torch.Tensor, chunk_frames: int,
+                 kernel_frames: int, sampling: SamplingSettings, audio_encoder, feature_extractor, fps: float,
+                 audio_window: int, generator: torch.Generator | None = None, realtime: bool = True,
+                 clock: Callable[[], float] = time.monotonic, context_frames: int | None = None,
+                 jitter_seconds: float | None = None, max_queued_seconds: float = 4.0):
+        self.transformer, self.vae = transformer, vae
+        self.fps = float(fps)
+        self.realtime, self.clock = bool(realtime), clock
+        self.plan = ChunkPlan(ENDLESS_FRAMES, chunk_frames, kernel_frames, temporal_factor(vae))
+        self.frames_per_chunk = self.plan.video_frames_per_chunk
+        self.chunk_seconds = self.frames_per_chunk / self.fps
+        if context_frames is None:
+            context_frames = 2 if type(audio_encoder).__name__ == "LogMelAudioEncoder" else 10
+        silence = silence_features(audio_encoder, feature_extractor)
+        if jitter_seconds is None:
+            jitter_seconds = 0.08 if self.realtime else 0.0
+        self.timeline = LiveAudioTimeline(audio_encoder, feature_extractor, self.fps, audio_window, silence,
+                                          context_frames=context_frames,
+                                          jitter_frames=int(round(jitter_seconds * self.fps)))
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._chunks = generate_chunks(transformer, vae, scheduler, reference_latents,
+                                       _LockedAudio(self.timeline, self._lock), self.plan, sampling,
+                                       generator=generator, decode=False)
+        self._decoder = StreamingDecoder(vae)
+        self._decoder.decode(initial_kernel(reference_latents.to(transformer.device), self.plan))  # context only
+        self._queue: deque[LiveFrame] = deque()
+        self._max_queued = max(self.frames_per_chunk, int(max_queued_seconds * self.fps))
+        self._resamplers: dict[int, BlockResampler] = {}
+        self._rate: int | None = None
+        self._next_chunk = 0
+        self._finished = False  # every frame of the stream has been generated (after end())
+        self._closed = False
+        self._error: BaseException | None = None
+        self._worker: threading.Thread | None = None
+        self.t0: float | None = None  # clock time of frame 0 (moved on after a stall)
+        self._first_frame_seconds: float | None = None  # time from a chunk's start to its first frame
+        self.stats = {"frames": 0, "speaking_frames": 0, "late_frames": 0, "stalls": 0, "dropped_frames": 0,
+                      "chunks": 0, "chunk_seconds": 0.0, "audio_seconds_pushed": 0.0, "audio_samples_out": 0}
+
+    # ------------------------------------------------------------------------------------ input
+    def push(self, pcm, sample_rate: int) -> None:
+        """Queue speech: ``pcm`` ``[n]`` or ``[C, n]`` (float in [-1, 1] or int PCM) at ``sample_rate`` Hz.
+
+        Blocks may have any size (empty ones are ignored); a block at a new rate flushes the previous
+        rate's resampler first. Bad blocks raise a one-line error and leave the session unchanged."""
+        samples, rate = pcm_block(pcm, sample_rate)
+        with self._lock:
+            self._check_open("push")
+            if self.timeline.ended:
+                raise input_error("pcm", "the session has ended", "start a new live session to speak again")
+            pieces = []
+            if self._rate is not None and rate != self._rate:
+                pieces.append(self._resamplers.pop(self._rate).flush())
+            self._rate = rate
+            resampler = self._resamplers.setdefault(rate, BlockResampler(rate))
+            pieces.append(resampler.add(samples))
+            out = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+            self.timeline.push(out, self.clock())
+            self.stats["audio_seconds_pushed"] += samples.size / rate
+        self._wake.set()
+
+    def interrupt(self) -> None:
+        """Drop the queued speech; the avatar returns to idle from the next chunk not yet generated."""
+        with self._lock:
+            self._check_open("interrupt")
+            self._resamplers.clear()
+            self._rate = None
+            self.timeline.interrupt(self._next_chunk * self.frames_per_chunk)
+        self._wake.set()
+
+    def end(self) -> None:
+        """No more speech: the stream finishes with what was pushed (its last frame is the last one
+        of the audio, as in an offline render), then :meth:`frames` stops."""
+        with self._lock:
+            self._check_open("end")
+            if self._rate is not None:
+                self.timeline.push(self._resamplers.pop(self._rate).flush(), self.clock())
+                self._rate = None
+            self.timeline.end()
+        self._wake.set()
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"cannot {what}: the live session is closed")
+
+    # ----------------------------------------------------------------------------------- output
+    def frames(self, timeout: float | None = None) -> Iterator[LiveFrame]:
+        """The video, frame by frame, until the stream ends (after :meth:`end`) or :meth:`close`.
+
+        Real time: each frame is released at ``t0 + pts``; a frame later than 0.1 s moves the clock
+        on (a stall) rather than being dropped. ``timeout``: seconds to wait for a frame before
+        raising ``TimeoutError`` (real time only)."""
+        if self.realtime:
+            self._start_worker()
+        while True:
+            frame = self._next_frame(timeout)
+            if frame is None:
+                return
+            if self.realtime:
+                self._pace(frame)
+            self.stats["frames"] += 1
+            self.stats["speaking_frames"] += frame.speaking
+            self.stats["audio_samples_out"] += frame.audio.size
+            yield frame
+
+    __iter__ = frames
+
+    def _next_frame(self, timeout: float | None) -> LiveFrame | None:
+        if not self.realtime:
+            while not self._queue and not self._finished and not self._closed:
+                self._generate_chunk()
+            return self._queue.popleft() if self._queue else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._ready:
+            while not self._queue:
+                if self._error is not None:
+                    raise self._error
+                if self._finished or self._closed:
+                    return None
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"no live frame within {timeout:g} s")
+                self._ready.wait(left if left is not None else 0.5)
+            return self._queue.popleft()
+
+    def _pace(self, frame: LiveFrame) -> None:
+        due = self.t0 + frame.pts
+        now = self.clock()
+        if now < due:
+            time.sleep(due - now)
+        elif now - due > 1.0 / self.fps:
+            self.stats["late_frames"] += 1
+            if now - due > 0.1:
+                self.stats["stalls"] += 1
+                self.t0 += now - due
+
+    # ------------------------------------------------------------------------------- generation
+    def _generate_chunk(self) -> None:
+        """Plan, denoise and decode the next chunk, queueing its frames as they are decoded."""
+        with self._lock:
+            if self.timeline.ended and not self.timeline.pending:
+                self._finished = True  # everything pushed has been shown
+                return
+        started = self.clock()
+        chunk = next(self._chunks)  # plans this chunk's audio (under the lock) before drawing noise
+        first = chunk.index * self.frames_per_chunk
+        with self._lock:
+            sources = list(self.timeline.plan(first, self.frames_per_chunk))
+        frame, first_piece = first, True
+        for video in self._decoder.decode_frames(chunk.latents):
+            images = to_frames(video)[0].cpu().numpy()  # [f, H, W, 3]
+            produced = []
+            with self._lock:
+                for image in images:
+                    source: FrameSource = sources[frame - first]
+                    if source.padding:
+                        self._finished = True
+                        break
+                    audio, pushed_at = self.timeline.frame_audio(source, frame)
+                    produced.append(LiveFrame(frame, frame / self.fps, image, audio, source.utterance is not None,
+                                              pushed_at))
+                    frame += 1
+            self._enqueue(produced)
+            if first_piece:
+                self._note_first_frame(self.clock() - started)
+                first_piece = False
+            if self._finished:
+                break
+        with self._lock:
+            self._next_chunk = chunk.index + 1
+            self.timeline.release(self._next_chunk * self.frames_per_chunk)
+        seconds = self.clock() - started
+        self.stats["chunks"] += 1
+        self.stats["chunk_seconds"] = seconds if self.stats["chunks"] == 1 else \
+            0.8 * self.stats["chunk_seconds"] + 0.2 * seconds
+
+    def _note_first_frame(self, seconds: float) -> None:
+        previous = self._first_frame_seconds
+        self._first_frame_seconds = seconds if previous is None else max(seconds, 0.8 * previous + 0.2 * seconds)
+
+    def _enqueue(self, produced: list[LiveFrame]) -> None:
+        if not produced:
+            return
+        with self._ready:
+            if self.t0 is None:
+                self.t0 = self.clock()
+            self._queue.extend(produced)
+            while len(self._queue) > self._max_queued:  # nobody is reading: keep memory bounded
+                self._queue.popleft()
+                self.stats["dropped_frames"] += 1
+            self._ready.notify_all()
+
+    @property
+    def lead_seconds(self) -> float:
+        """How long before its presentation time a chunk is started: first-frame time x 1.25 + 40 ms."""
+        return 1.25 * (self._first_frame_seconds or self.chunk_seconds) + 0.04
+
+    @property
+    def latency_seconds(self) -> float:
+        """Expected audio-to-frame latency in real time: chunk duration + lead + encoder look-ahead."""
+        timeline = self.timeline
+        look_ahead = (timeline.window // 2 + timeline.context_frames + 1) * 0.02
+        return self.chunk_seconds + self.lead_seconds + look_ahead + timeline.jitter_frames / self.fps
+
+    def _start_worker(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._run_worker, name="asymk-live", daemon=True)
+            self._worker.start()
+
+    def _run_worker(self) -> None:
+        try:
+            with torch.no_grad():
+                while not self._closed and not self._finished:
+                    if self.t0 is not None:
+                        start_at = self.t0 + self._next_chunk * self.chunk_seconds - self.lead_seconds
+                        while not self._closed and self.clock() < start_at:
+                            self._wake.wait(min(0.05, max(0.0, start_at - self.clock())))
+                            self._wake.clear()
+                            start_at = self.t0 + self._next_chunk * self.chunk_seconds - self.lead_seconds
+                        if self._closed:
+                            break
+                    self._generate_chunk()
+        except BaseException as error:  # handed to the reader, which raises it
+            self._error = error
+        finally:
+            with self._ready:
+                self._ready.notify_all()
+
+    # --------------------------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        """Stop generating and release the worker (idempotent)."""
+        self._closed = True
+        self._wake.set()
+        with self._ready:
+            self._ready.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=30)
+
+    def __enter__(self) -> "LiveSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

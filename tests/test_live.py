@@ -1,0 +1,169 @@
+"""Live sessions: equivalence with pipe.stream, idle frames, interrupt, block sizes and rates, bad PCM."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from asymk_talker import AsymKPipeline
+from asymk_talker.asymk_core.audio import SAMPLE_RATE
+
+CHUNK = 12  # video frames per chunk of the tiny preset (3 latent frames x 4)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    pipe = AsymKPipeline.from_preset("tiny", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def streamed(pipe, image, audio, rate=SAMPLE_RATE, seed=0, **kwargs) -> np.ndarray:
+    chunks = pipe.stream(image, audio, sample_rate=rate, generator=torch.Generator().manual_seed(seed), **kwargs)
+    return np.concatenate([chunk.frames for chunk in chunks])
+
+
+def live_session(pipe, image, seed=0, realtime=False, **kwargs):
+    return pipe.live(image, generator=torch.Generator().manual_seed(seed), realtime=realtime, **kwargs)
+
+
+def pieces(samples: np.ndarray, sizes=(1, 77, 1000, 333, 4096)):
+    """Cut ``samples`` into blocks of cycling odd sizes."""
+    start = 0
+    for size in itertools.cycle(sizes):
+        if start >= samples.size:
+            return
+        yield samples[start:start + size]
+        start += size
+
+
+@pytest.mark.parametrize("sampler, fps", [("teacher", 25), ("distilled", 30)])
+def test_all_audio_pushed_at_once_equals_pipe_stream(tiny_pipe, portrait_array, speech, sampler, fps):
+    audio = speech(1.3)
+    expected = streamed(tiny_pipe, portrait_array, audio, seed=5, sampler=sampler, fps=fps)
+    with live_session(tiny_pipe, portrait_array, seed=5, sampler=sampler, fps=fps) as live:
+        for block in pieces(audio):
+            live.push(block, SAMPLE_RATE)
+        live.end()
+        frames = list(live.frames())
+    assert [frame.index for frame in frames] == list(range(expected.shape[0]))
+    assert np.array_equal(np.stack([frame.image for frame in frames]), expected)
+    assert all(frame.speaking for frame in frames)
+    assert np.allclose([frame.pts for frame in frames], np.arange(len(frames)) / fps)
+    played = np.concatenate([frame.audio for frame in frames])
+    assert played.size == round(len(frames) * SAMPLE_RATE / fps)
+    assert np.array_equal(played[: min(played.size, audio.size)], audio[: played.size])
+
+
+def test_other_sample_rate_in_odd_blocks_equals_pipe_stream(tiny_pipe, portrait_array, speech):
+    audio = speech(1.0, sample_rate=48000, seed=2)
+    expected = streamed(tiny_pipe, portrait_array, audio, rate=48000, seed=1)
+    with live_session(tiny_pipe, portrait_array, seed=1) as live:
+        for block in pieces(audio, sizes=(480, 7, 12345, 999)):
+            live.push(block, 48000)
+        live.end()
+        frames = np.stack([frame.image for frame in live.frames()])
+    assert np.array_equal(frames, expected)
+
+
+def test_idle_frames_between_pushes_then_speech_resumes(tiny_pipe, portrait_array, speech):
+    with live_session(tiny_pipe, portrait_array) as live:
+        stream = live.frames()
+        idle = list(itertools.islice(stream, CHUNK))  # nothing pushed yet: idle
+        assert not any(frame.speaking for frame in idle)
+        assert all(not frame.audio.any() and frame.pushed_at is None for frame in idle)
+        live.push(speech(0.5), SAMPLE_RATE)
+        following = list(itertools.islice(stream, 5 * CHUNK))
+        speaking = [frame.speaking for frame in following]
+        assert any(speaking) and not speaking[-1]  # it spoke, then went back to idle without being told
+        first, last = speaking.index(True), len(speaking) - 1 - speaking[::-1].index(True)
+        assert all(speaking[first:last + 1])  # one utterance, no gap
+        assert last - first + 1 == round(0.5 * 25)
+        assert following[0].index == CHUNK  # the video never stopped
+        live.push(speech(0.3, seed=1), SAMPLE_RATE)
+        again = list(itertools.islice(stream, 3 * CHUNK))
+        assert any(frame.speaking for frame in again)
+        indices = [frame.index for frame in idle + following + again]
+        assert indices == list(range(len(indices)))
+
+
+def test_interrupt_returns_to_idle_at_the_next_chunk(tiny_pipe, portrait_array, speech):
+    with live_session(tiny_pipe, portrait_array) as live:
+        live.push(speech(3.0), SAMPLE_RATE)
+        stream = live.frames()
+        spoken = list(itertools.islice(stream, CHUNK // 2))
+        assert all(frame.speaking for frame in spoken)
+        live.interrupt()
+        rest = list(itertools.islice(stream, 3 * CHUNK))
+        speaking = [frame.speaking for frame in rest]
+        assert all(speaking[: CHUNK - CHUNK // 2])  # the chunk being shown finishes
+        assert not any(speaking[CHUNK - CHUNK // 2:])  # then idle: within one chunk
+        live.push(speech(0.4, seed=3), SAMPLE_RATE)  # and it can speak again
+        assert any(frame.speaking for frame in itertools.islice(stream, 3 * CHUNK))
+
+
+def test_end_without_speech_stops_after_the_current_chunk(tiny_pipe, portrait_array):
+    with live_session(tiny_pipe, portrait_array) as live:
+        stream = live.frames()
+        next(stream)
+        live.end()
+        assert len(list(stream)) == CHUNK - 1
+
+
+@pytest.mark.parametrize("pcm, rate, argument, kind", [
+    (np.array([0.0, np.nan, 0.1], np.float32), 16000, "pcm", ValueError),
+    ("not audio", 16000, "pcm", TypeError),
+    (np.zeros(100, np.float32), 0, "sample_rate", ValueError),
+    (np.zeros(100, np.float32), None, "pcm", ValueError),
+    (np.zeros((2, 3, 100), np.float32), 16000, "pcm", ValueError),
+    (np.zeros(100, np.complex64), 16000, "pcm", TypeError),
+])
+def test_bad_pcm_is_refused_and_leaves_the_session_unchanged(tiny_pipe, portrait_array, speech, pcm, rate,
+                                                              argument, kind):
+    audio = speech(0.8)
+    expected = streamed(tiny_pipe, portrait_array, audio)
+    with live_session(tiny_pipe, portrait_array) as live:
+        with pytest.raises(kind, match=f"`{argument}`"):
+            live.push(pcm, rate)
+        live.push(audio, SAMPLE_RATE)
+        live.end()
+        with pytest.raises(ValueError, match="ended"):
+            live.push(audio, SAMPLE_RATE)
+        frames = np.stack([frame.image for frame in live.frames()])
+    assert np.array_equal(frames, expected)
+
+
+def test_memory_stays_bounded_over_a_long_session(tiny_pipe, portrait_array, speech):
+    with live_session(tiny_pipe, portrait_array) as live:
+        stream = live.frames()
+        for round_ in range(12):
+            live.push(speech(0.6, seed=round_), SAMPLE_RATE)
+            for _ in itertools.islice(stream, 2 * CHUNK):
+                pass
+            timeline = live.timeline
+            assert len(timeline.utterances) <= 2 and len(timeline.planned) <= 1
+            assert sum(u.buffer.size for u in timeline.utterances) <= SAMPLE_RATE
+            assert len(live._queue) <= CHUNK
+        assert live.stats["frames"] == 24 * 12 and live.stats["dropped_frames"] == 0
+
+
+def test_realtime_session_paces_frames_and_matches_pipe_stream(tiny_pipe, portrait_array, speech):
+    audio = speech(0.6)
+    expected = streamed(tiny_pipe, portrait_array, audio, seed=2)
+    with live_session(tiny_pipe, portrait_array, seed=2, realtime=True) as live:
+        live.push(audio, SAMPLE_RATE)
+        live.end()
+        frames = list(live.frames(timeout=60))
+    assert np.array_equal(np.stack([frame.image for frame in frames]), expected)
+    assert live.t0 is not None and live.stats["frames"] == len(frames)
+
+
+def test_closed_session_refuses_input(tiny_pipe, portrait_array, speech):
+    live = live_session(tiny_pipe, portrait_array, realtime=True)
+    live.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        live.push(speech(0.2), SAMPLE_RATE)
+    assert list(live.frames(timeout=5)) == []
