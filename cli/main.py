@@ -21,7 +21,7 @@ from .flags import as_cli_error
 
 # Subcommands of other modules (package-relative name -> has ``register(subparsers)``); a module
 # whose part of the package is not installed is skipped.
-EXTRA_COMMANDS = (".demo", "..asymk_core.synthetic.command", ".eval", ".preprocess", ".bench")
+EXTRA_COMMANDS = (".demo", "..asymk_core.synthetic.command", ".eval", ".preprocess", ".bench", ".serve")
 
 
 def cmd_init(args) -> int:
