@@ -1,0 +1,148 @@
+"""Live mode at 1x real time: speech pushed as it would arrive, frames read as they are due.
+
+A feeder thread pushes 20 ms blocks of speech at real-time pace from a schedule of utterances (the
+bundled example speech, cut to 2-4 s) separated by 1-3 s without audio (idle); every fourth
+utterance is interrupted halfway (the feeder stops and calls ``interrupt()``). The main thread reads
+``live.frames()``. Measured: time from an utterance's first sample to its first shown frame,
+audio-to-frame latency (p50/p95, each speaking frame's show time minus the push time of its first
+sample), interrupt-to-idle time, dropped/duplicated frames and stalls, and the A/V offset at the
+end (audio handed out with the frames vs the frames' duration, and the show clock vs the media
+clock)::
+
+    python benchmarks/live.py --minutes 10 --out benchmarks/results/live
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def utterance_schedule(speech: np.ndarray, minutes: float, seed: int = 0) -> list[tuple[float, np.ndarray, bool]]:
+    """``(start_s, samples, interrupted)`` per utterance over ``minutes``."""
+    rng = np.random.default_rng(seed)
+    schedule, at, count = [], 1.0, 0
+    while at < minutes * 60 - 5:
+        length = rng.uniform(2.0, 4.0)
+        offset = rng.uniform(0, max(0.0, speech.size / 16000 - length))
+        samples = speech[int(offset * 16000): int((offset + length) * 16000)]
+        count += 1
+        schedule.append((at, samples, count % 4 == 0))
+        at += samples.size / 16000 + rng.uniform(1.0, 3.0)
+    return schedule
+
+
+def feed(live, schedule, started: float, firsts: list, interrupts: list, stop: threading.Event,
+         block_s: float = 0.02) -> None:
+    """Push each utterance in ``block_s`` blocks at real-time pace (interrupted ones stop halfway);
+    ``firsts`` gets the clock time of each utterance's first push, ``interrupts`` of each interrupt."""
+    block = int(16000 * block_s)
+    for start_s, samples, interrupted in schedule:
+        stop_at = samples.size // 2 if interrupted else samples.size
+        for offset in range(0, stop_at, block):
+            due = started + start_s + offset / 16000
+            while time.monotonic() < due:
+                if stop.wait(min(0.005, max(0.0, due - time.monotonic()))):
+                    return
+            live.push(samples[offset: min(offset + block, stop_at)], 16000)
+            if offset == 0:
+                firsts.append(time.monotonic())
+        if interrupted:
+            live.interrupt()
+            interrupts.append(time.monotonic())
+
+
+def run(pipe, image, speech, minutes: float, seed: int) -> dict:
+    schedule = utterance_schedule(speech, minutes, seed)
+    records, firsts, interrupts, stop = [], [], [], threading.Event()
+    with pipe.live(image, generator=torch.Generator().manual_seed(seed)) as live:
+        frames = live.frames(timeout=30)
+        records.append((next(frames), time.monotonic()))  # the stream is up: start the clock of the speech
+        started = time.monotonic()
+        feeder = threading.Thread(target=feed, args=(live, schedule, started, firsts, interrupts, stop), daemon=True)
+        feeder.start()
+        end = started + minutes * 60
+        for frame in frames:
+            now = time.monotonic()
+            records.append((frame, now))
+            if now >= end:
+                break
+        stop.set()
+        feeder.join()
+        stats, t0, chunk_s, lead_s = dict(live.stats), live.t0, live.chunk_seconds, live.lead_seconds
+        expected_latency = live.latency_seconds
+    indices = np.array([frame.index for frame, _ in records])
+    shown = np.array([when for _, when in records])
+    speaking = np.array([frame.speaking for frame, _ in records])
+    latencies = np.array([when - frame.pushed_at for frame, when in records if frame.speaking and frame.pushed_at])
+    pushed_at = np.array([np.nan if frame.pushed_at is None else frame.pushed_at for frame, _ in records])
+    first_frames = []
+    for pushed in firsts:  # the first frame that plays this utterance's audio
+        after = np.nonzero(speaking & (pushed_at >= pushed - 1e-6))[0]
+        if after.size:
+            first_frames.append(shown[after[0]] - pushed)
+    to_idle = []
+    for when in interrupts:
+        after = np.nonzero((shown > when) & ~speaking)[0]
+        if after.size:
+            to_idle.append(shown[after[0]] - when)
+    fps = pipe.config.fps if hasattr(pipe.config, "fps") else 25.0
+    audio_out = sum(frame.audio.size for frame, _ in records) / 16000
+    media = len(records) / fps
+    return {
+        "minutes": minutes, "frames": len(records), "fps": float(fps), "chunk_s": chunk_s, "lead_s": lead_s,
+        "expected_latency_s": expected_latency, "generation_per_chunk_s": stats["chunk_seconds"],
+        "utterances": len(schedule), "interrupts": len(interrupts),
+        "first_frame_s": {"median": float(np.median(first_frames)), "max": float(np.max(first_frames))},
+        "latency_s": {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
+                      "max": float(latencies.max())},
+        "interrupt_to_idle_s": {"median": float(np.median(to_idle)), "max": float(np.max(to_idle))} if to_idle else None,
+        "dropped_frames": int(np.sum(np.diff(indices) - 1)) + stats["dropped_frames"],
+        "duplicated_frames": int(np.sum(np.diff(indices) == 0)),
+        "late_frames": stats["late_frames"], "stalls": stats["stalls"],
+        "av_offset_ms": 1000 * (audio_out - media),
+        "show_clock_offset_ms": 1000 * ((shown[-1] - t0) - records[-1][0].pts),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--image", default=None, help="portrait (default: the bundled example)")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--chunk-frames", type=int, default=None, help="latent frames per chunk (default: the model's)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="folder for results.json")
+    args = parser.parse_args(argv)
+
+    from asymk_talker import AsymKPipeline
+    from asymk_talker.asymk_core.audio import load_audio
+    from asymk_talker.asymk_core.model_folder import PACKAGE_ROOT
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = AsymKPipeline.from_pretrained(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    if args.chunk_frames:
+        pipe.register_to_config(chunk_frames=args.chunk_frames)
+    examples = PACKAGE_ROOT / "assets" / "examples"
+    speech = load_audio(examples / "speech.wav")
+    result = run(pipe, args.image or str(examples / "portrait.png"), speech, args.minutes, args.seed)
+    result.update(model=str(args.model or "models/asymk-synthetic"), chunk_frames=int(pipe.config.chunk_frames),
+                  threads=torch.get_num_threads())
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
