@@ -1,4 +1,4 @@
-"""Layers point down: asymk_core imports neither the pipeline, the trainers, the nodes nor the CLI."""
+"""Layers point down: asymk_core imports neither the pipeline, the trainers, the nodes, the CLI nor the server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-UPPER = ("pipelines", "train", "nodes", "cli")
+UPPER = ("pipelines", "train", "nodes", "cli", "server")
 
 
 def test_importing_the_core_loads_nothing_above_it():
