@@ -808,7 +808,7 @@ def test_cli_disk_full_while_writing_a_resume_checkpoint(models, good, tmp_path,
 
     def checkpoint_open(path, mode="r", *args, **kwargs):
         handle = real_open(path, mode, *args, **kwargs)
-        return FullDisk(handle) if str(path).endswith(".safetensors.tmp") else handle
+        return FullDisk(handle) if ".safetensors." in str(path) and str(path).endswith(".tmp") else handle
 
     monkeypatch.setattr(render_state, "open", checkpoint_open, raising=False)
     output = tmp_path / "out.mp4"
