@@ -48,6 +48,7 @@ from .errors import InputError, input_error, rename_argument
 from .generation import LoopState
 from .locks import LockHeld, LockUnsupported, OwnerLock
 from .video_io import VideoWriter, _check_output_path, write_chunks
+from .weights_digest import component_digest
 
 STATE_FORMAT = 1
 STATE_FILE = "state.json"
@@ -216,8 +217,10 @@ def load_state(folder, settings: dict, argument: str = "--resume") -> RenderStat
                           start_over) from None
     differ = _differences(record.get("settings") or {}, settings)
     if differ:
-        raise input_error(argument, f"the saved progress in {folder} was made with different settings "
-                          f"({', '.join(differ)})", f"rerun with the same arguments, or {start_over}")
+        named = ", ".join("model weights: a file of the model changed, or another model" if key == "model" else key
+                          for key in differ)
+        raise input_error(argument, f"the saved progress in {folder} was made with different settings ({named})",
+                          f"rerun with the same arguments, or {start_over}")
     for segment in record["segments"]:
         if not (folder / segment["file"]).is_file():
             raise input_error(argument, f"segment {segment['file']} of the saved progress is missing", start_over)
@@ -258,17 +261,12 @@ def _digest(*arrays) -> str:
 
 
 def model_digest(pipe) -> str:
-    """A digest of the loaded weights' shapes, dtypes and a few values per tensor (fast, not cryptographic)."""
+    """A digest of every weight and setting of the pipeline: the full bytes of each component's files
+    (hashed once per file version, then read from a cache; see :mod:`asymk_core.weights_digest`),
+    or of its tensors when it was not loaded from a folder, plus the pipeline config."""
     hasher = hashlib.sha256()
-    for name in ("transformer", "vae", "audio_encoder"):
-        module = getattr(pipe, name, None)
-        if not isinstance(module, torch.nn.Module):
-            continue
-        for key, tensor in module.state_dict().items():
-            flat = tensor.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy()
-            hasher.update(f"{name}.{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-            hasher.update(sample.tobytes())
+    for name in ("transformer", "vae", "audio_encoder", "feature_extractor", "scheduler"):
+        hasher.update(f"{name}={component_digest(getattr(pipe, name, None))}\n".encode())
     hasher.update(json.dumps(dict(pipe.config), sort_keys=True, default=str).encode())
     return hasher.hexdigest()[:32]
 

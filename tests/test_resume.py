@@ -274,6 +274,77 @@ def test_checkpoint_files_are_written_under_temporary_names_of_their_own(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state-000001.safetensors", "state.json"]
 
 
+def _edit_a_weight_in_the_middle_of_a_tensor(weights: Path) -> None:
+    """Change one float32 value halfway into the largest tensor (off the 64-value grid a sampled
+    digest would read), keeping the file's size and mtime."""
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_size])
+    name = max((k for k in header if k != "__metadata__"), key=lambda k: np.prod(header[k]["shape"]))
+    start, stop = header[name]["data_offsets"]
+    assert header[name]["dtype"] == "F32"
+    count = (stop - start) // 4
+    offset = 8 + header_size + start + 4 * (count // 2 + max(1, count // 64) // 2)
+    value = np.frombuffer(bytes(data[offset:offset + 4]), np.float32)[0]
+    data[offset:offset + 4] = np.float32(value + 0.5).tobytes()
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert weights.stat().st_size == before.st_size and weights.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def test_resume_refuses_weights_edited_anywhere_and_takes_unchanged_ones_from_the_digest_cache(workspace, tmp_path,
+                                                                                               monkeypatch, capsys):
+    import shutil
+
+    from asymk_talker.asymk_core import weights_digest
+
+    model = tmp_path / "model"
+    shutil.copytree(workspace["model"], model)
+    monkeypatch.setattr(weights_digest, "cache_file", lambda: tmp_path / "digests.json")
+    monkeypatch.setattr(weights_digest, "SETTLED_SECONDS", 0.0)  # the copy was written just now
+    hashed = []
+    hash_file = weights_digest.hash_file
+    monkeypatch.setattr(weights_digest, "hash_file", lambda path: hashed.append(path.name) or hash_file(path))
+    save_state = render_state.save_state
+
+    def save_then_stop(folder, state):
+        save_state(folder, state)
+        raise Interrupt
+
+    monkeypatch.setattr(render_state, "save_state", save_then_stop)
+    output = tmp_path / "out.mp4"
+    argv = [*workspace["base"], "--output", str(output), "--resume", "--checkpoint-every", "3"]
+    argv[argv.index(str(workspace["model"]))] = str(model)
+    state_file = render_state.resume_folder(output) / "state.json"
+
+    assert main(argv) == 130  # every file hashed once: the weights, configs and scheduler config
+    assert sorted(hashed) == sorted(p.name for p in model.rglob("*") if p.is_file() and p.name != "model_index.json")
+    hashed.clear()
+    assert main(argv) == 130  # unchanged weights: resumed (one more checkpoint), every digest from the cache
+    assert hashed == [] and json.loads(state_file.read_text())["next_chunk"] == 6
+    saved = state_file.read_text()
+    capsys.readouterr()
+
+    _edit_a_weight_in_the_middle_of_a_tensor(model / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "`--resume`:" in err[0] and "model weights: a file of the model changed" in err[0], err
+    assert hashed == ["diffusion_pytorch_model.safetensors"]  # only the edited file is read again
+    assert state_file.read_text() == saved and not output.exists()
+
+
+def test_model_digest_of_a_pipeline_made_in_python_covers_every_value():
+    from asymk_talker import AsymKPipeline
+
+    pipe = AsymKPipeline.from_preset("tiny")
+    before = render_state.model_digest(pipe)
+    weight = pipe.transformer.proj_out.weight
+    with torch.no_grad():
+        weight.view(-1)[weight.numel() // 2 + 1] += 0.5
+    assert render_state.model_digest(pipe) != before
+
+
 def test_checkpoint_every_needs_resume_and_must_be_positive(workspace, tmp_path, capsys):
     output = tmp_path / "out.mp4"
     assert main([*workspace["base"], "--output", str(output), "--checkpoint-every", "2"]) == 2
