@@ -170,6 +170,7 @@ def load_pipeline_components(folder: Path, torch_dtype: torch.dtype | None = Non
             raise input_error(argument, f"could not load component {name!r} ({class_name}) from {subfolder}: "
                               f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
                               "re-save or re-download the model; the folder is incomplete or corrupt") from error
+        component._source_folder = subfolder  # what a resumed render's weights digest hashes
         components[name] = component.eval() if hasattr(component, "eval") else component
     for required in ("vae", "transformer", "audio_encoder", "scheduler"):
         if components.get(required) is None:

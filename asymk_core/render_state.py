@@ -12,9 +12,11 @@ A render to ``out.mp4`` keeps its progress in the folder ``out.mp4.resume/``:
 * ``state.json``: next chunk index, frames written, the list of segments, the name of the tensor
   file, and the settings the render was started with (a resumed render must use the same ones).
 
-Every file is written under a temporary name and renamed, segment first, then tensors, then
-``state.json``, so a kill at any moment leaves either the previous or the new checkpoint; files
-that ``state.json`` does not list are deleted on resume. When all chunks are done the segments
+Every file is written under a temporary name of its own and renamed, segment first, then tensors,
+then ``state.json``, so a kill at any moment leaves either the previous or the new checkpoint;
+files that ``state.json`` does not list are deleted on resume. The lock file
+``out.mp4.resume.lock`` next to the folder is held for the whole render, so a second run on the same
+output is refused at once instead of mixing its frames into the first one's progress. When all chunks are done the segments
 are remuxed with the audio into ``out.mp4`` (atomic rename) and the folder is deleted.
 
 A render killed at any point and resumed with the same command gives an mp4 whose decoded frames
@@ -30,8 +32,10 @@ import hashlib
 import itertools
 import json
 import os
+import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +46,9 @@ from safetensors.torch import load_file, save
 from .audio import SAMPLE_RATE
 from .errors import InputError, input_error, rename_argument
 from .generation import LoopState
+from .locks import LockHeld, LockUnsupported, OwnerLock
 from .video_io import VideoWriter, _check_output_path, write_chunks
+from .weights_digest import component_digest
 
 STATE_FORMAT = 1
 STATE_FILE = "state.json"
@@ -54,6 +60,36 @@ def resume_folder(output) -> Path:
     """The progress folder of a render to ``output``: ``<output>.resume`` next to it."""
     output = Path(output)
     return output.with_name(output.name + ".resume")
+
+
+def render_lock_path(output) -> Path:
+    """The lock file of a resumable render to ``output``: ``<output>.resume.lock`` next to it."""
+    output = Path(output)
+    return output.with_name(output.name + ".resume.lock")
+
+
+@contextmanager
+def render_lock(output, argument: str = "output") -> Iterator[None]:
+    """Hold the lock of the resumable render to ``output`` for the ``with`` block.
+
+    Another run on the same output (another process, or another thread) is refused at once with a
+    one-line error naming ``argument`` and the holder's PID. Reentrant within one thread, so a front
+    end can take it before loading the model and :func:`render_resumable` again inside.
+    """
+    target = Path(output).expanduser()
+    try:
+        lock = OwnerLock(render_lock_path(target)).acquire()
+    except LockHeld as held:
+        raise input_error(argument, f"{target} is already being rendered by {held.holder} (its progress is in "
+                          f"{resume_folder(target)})", "wait for that render to finish, or stop it and rerun "
+                          "this command to continue its progress, or choose another output path") from None
+    except LockUnsupported as exc:
+        raise input_error(argument, f"{exc.reason}; a resumable render needs its lock to keep two runs of one "
+                          "output apart", exc.fix) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass
@@ -85,7 +121,7 @@ class RenderState:
 
 def _fsync_write(path: Path, data: bytes) -> None:
     """Write ``path`` atomically; on any failure (a full disk, ...) no temporary file is left behind."""
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
@@ -181,8 +217,10 @@ def load_state(folder, settings: dict, argument: str = "--resume") -> RenderStat
                           start_over) from None
     differ = _differences(record.get("settings") or {}, settings)
     if differ:
-        raise input_error(argument, f"the saved progress in {folder} was made with different settings "
-                          f"({', '.join(differ)})", f"rerun with the same arguments, or {start_over}")
+        named = ", ".join("model weights: a file of the model changed, or another model" if key == "model" else key
+                          for key in differ)
+        raise input_error(argument, f"the saved progress in {folder} was made with different settings ({named})",
+                          f"rerun with the same arguments, or {start_over}")
     for segment in record["segments"]:
         if not (folder / segment["file"]).is_file():
             raise input_error(argument, f"segment {segment['file']} of the saved progress is missing", start_over)
@@ -223,17 +261,12 @@ def _digest(*arrays) -> str:
 
 
 def model_digest(pipe) -> str:
-    """A digest of the loaded weights' shapes, dtypes and a few values per tensor (fast, not cryptographic)."""
+    """A digest of every weight and setting of the pipeline: the full bytes of each component's files
+    (hashed once per file version, then read from a cache; see :mod:`asymk_core.weights_digest`),
+    or of its tensors when it was not loaded from a folder, plus the pipeline config."""
     hasher = hashlib.sha256()
-    for name in ("transformer", "vae", "audio_encoder"):
-        module = getattr(pipe, name, None)
-        if not isinstance(module, torch.nn.Module):
-            continue
-        for key, tensor in module.state_dict().items():
-            flat = tensor.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy()
-            hasher.update(f"{name}.{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-            hasher.update(sample.tobytes())
+    for name in ("transformer", "vae", "audio_encoder", "feature_extractor", "scheduler"):
+        hasher.update(f"{name}={component_digest(getattr(pipe, name, None))}\n".encode())
     hasher.update(json.dumps(dict(pipe.config), sort_keys=True, default=str).encode())
     return hasher.hexdigest()[:32]
 
@@ -268,7 +301,14 @@ def render_resumable(
     folder = resume_folder(target)
     if folder.exists() and not folder.is_dir():
         raise input_error(resume_argument, f"{folder} exists and is not a folder", f"delete or rename {folder}")
+    with render_lock(target, argument):  # held until the output is complete and the folder removed
+        return _render_locked(session, target, checkpoint_every, argument, resume_argument, on_chunk)
 
+
+def _render_locked(session, target: Path, checkpoint_every: int, argument: str, resume_argument: str,
+                   on_chunk) -> dict:
+    """:func:`render_resumable` once its arguments are checked and its lock is held."""
+    folder = resume_folder(target)
     pipe, settings, plan, audio = session.pipe, session.settings, session.plan, session.audio
     fingerprint = dict(
         image=_digest(session.image.cpu().numpy()), audio=_digest(audio.waveform), model=model_digest(pipe),

@@ -30,6 +30,12 @@ def kernel_cache_for(transformer) -> KernelCache | None:
     return None
 
 
+def own_scheduler(scheduler):
+    """A scheduler of the same class and config with state of its own (timesteps, step index), so one
+    pipeline can render from several threads: ``set_timesteps`` and ``step`` mutate the scheduler."""
+    return type(scheduler).from_config(scheduler.config)
+
+
 def check_sampler(sampler: str, argument: str = "sampler") -> str:
     """``sampler`` if it is one of :data:`SAMPLERS`, else a clear error naming ``argument``."""
     if sampler not in SAMPLERS:

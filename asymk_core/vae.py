@@ -6,6 +6,9 @@ spatial factor 4 (``tiny``/``synthetic``) or 8 (``base``, the Wan2.1 VAE).
 
 from __future__ import annotations
 
+import threading
+from weakref import WeakKeyDictionary
+
 import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
@@ -93,10 +96,24 @@ def denormalize_latents(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.T
     return latents * std + mean
 
 
+_ENCODE_LOCKS: WeakKeyDictionary = WeakKeyDictionary()
+_ENCODE_LOCKS_GUARD = threading.Lock()
+
+
+def _encode_lock(vae: AutoencoderKLWan) -> threading.Lock:
+    """The lock of ``vae``'s encoder. diffusers' ``AutoencoderKLWan.encode`` keeps its causal cache on the
+    module (``clear_cache``, ``_enc_feat_map``, ``_enc_conv_idx``), so two threads encoding with one VAE
+    would mix their caches; encoding is once per render (the reference), so serialising it costs little."""
+    with _ENCODE_LOCKS_GUARD:
+        return _ENCODE_LOCKS.setdefault(vae, threading.Lock())
+
+
 def encode_video(vae: AutoencoderKLWan, video: torch.Tensor) -> torch.Tensor:
-    """``[B, 3, 1 + 4k, H, W]`` in [-1, 1] -> normalised latents ``[B, C, 1 + k, H/s, W/s]`` (posterior mode)."""
+    """``[B, 3, 1 + 4k, H, W]`` in [-1, 1] -> normalised latents ``[B, C, 1 + k, H/s, W/s]`` (posterior mode).
+    Safe to call from several threads with one VAE."""
     vae_dtype = next(vae.parameters()).dtype
-    latents = vae.encode(video.to(vae_dtype)).latent_dist.mode()
+    with _encode_lock(vae):
+        latents = vae.encode(video.to(vae_dtype)).latent_dist.mode()
     return normalize_latents(vae, latents.float())
 
 

@@ -3,12 +3,16 @@
 :class:`VideoWriter` encodes frames as they arrive (constant memory) into a ``.partial`` file next
 to the target, interleaves the AAC audio up to the video time written so far, and on success
 pads/trims the audio to exactly ``frames_written / fps`` seconds and renames the file onto the
-target; on failure the partial file is deleted, so a half-written video never appears.
+target; on failure the partial file is deleted, so a half-written video never appears. Next to
+each partial file a lock file names its writer (``out.partial-1a2b3c4d.pid``, held while it
+writes), so partial files left by a killed writer are told from those of a writer still at work
+and deleted by the next writer of the same output.
 """
 
 from __future__ import annotations
 
 import errno
+import glob
 import math
 import os
 import uuid
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, input_error
+from .locks import LockHeld, LockUnsupported, OwnerLock, take_if_abandoned
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
@@ -56,9 +61,9 @@ def _check_output_path(path, argument: str) -> Path:
         raise input_error(argument, f"the folder {parent} does not exist", "create it first or choose another folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise input_error(argument, f"the folder {parent} is not writable", "choose a folder you can write to")
-    # The longest name written next to the output: its partial file (see VideoWriter), checked up front
-    # rather than when the first chunk is written.
-    partial = f"{target.stem}.partial-{'x' * 8}{target.suffix}"
+    # The longest name written next to the output: its partial file or that file's owner record (see
+    # VideoWriter), checked up front rather than when the first chunk is written.
+    partial = max(f"{target.stem}.partial-{'x' * 8}{target.suffix}", f"{target.stem}.partial-{'x' * 8}.pid", key=len)
     try:
         name_max = os.pathconf(parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):
@@ -69,6 +74,45 @@ def _check_output_path(path, argument: str) -> Path:
                           f"than the {name_max} this file system allows", f"use a name of at most "
                           f"{name_max - len(os.fsencode(partial)) + len(os.fsencode(target.name))} bytes")
     return target
+
+
+def _partial_owner(partial: Path) -> Path:
+    """The lock file that names the writer of a partial video: ``out.partial-1a2b3c4d.pid``."""
+    return partial.with_suffix(".pid")
+
+
+def remove_abandoned_partials(target, folder=None) -> list[Path]:
+    """Delete the partial files of ``target`` in ``folder`` (default: the target's own) whose writer is
+    gone (killed, crashed, power loss), with their owner records; returns the partials deleted.
+
+    A partial whose writer still runs, in this process or another, is kept, and so is one without an
+    owner record (written by an older version: nothing says whose it is).
+    """
+    target = Path(target)
+    folder = target.parent if folder is None else Path(folder)
+    removed = []
+    for owner in folder.glob(f"{glob.escape(target.stem)}.partial-*.pid"):
+        lock = take_if_abandoned(owner)
+        if lock is None:  # its writer is at work
+            continue
+        try:
+            for partial in folder.glob(f"{glob.escape(owner.stem)}.*"):
+                if partial != owner:
+                    partial.unlink(missing_ok=True)
+                    removed.append(partial)
+        except OSError:  # e.g. no permission: leave it
+            pass
+        finally:
+            lock.release()
+    return removed
+
+
+def _claim_partial(partial: Path) -> OwnerLock | None:
+    """Hold the owner record of ``partial`` (PID inside) while it is written; ``None`` where files cannot be locked."""
+    try:
+        return OwnerLock(_partial_owner(partial), reentrant=False).acquire()
+    except (LockHeld, LockUnsupported):  # writing still works; the partial just cannot be told abandoned
+        return None
 
 
 def _write_error(argument: str, path: Path, exc: BaseException, creating: bool = False) -> Exception:
@@ -199,7 +243,11 @@ class VideoWriter:
         partial_name = f"{self.path.stem}.partial-{uuid.uuid4().hex[:8]}{self.path.suffix}"
         # partial_dir: a folder on the same file system (the rename must stay atomic), e.g. a resume folder
         self.partial_path = (Path(partial_dir) if partial_dir is not None else self.path.parent) / partial_name
+        self._owner = None
         try:  # create the file now: an unwritable place fails here, not after minutes of generation
+            for folder in {self.path.parent, self.partial_path.parent}:
+                remove_abandoned_partials(self.path, folder)
+            self._owner = _claim_partial(self.partial_path)
             with open(self.partial_path, "xb"):
                 pass
             self._container = av.open(str(self.partial_path), mode="w",
@@ -374,6 +422,7 @@ class VideoWriter:
             self._container.close()
             self._closed = True
             os.replace(self.partial_path, self.path)
+            self._release_owner()
         except InputError:
             self.abort()
             raise
@@ -402,6 +451,12 @@ class VideoWriter:
             os.remove(self.partial_path)
         except FileNotFoundError:
             pass
+        self._release_owner()
+
+    def _release_owner(self) -> None:
+        owner, self._owner = getattr(self, "_owner", None), None
+        if owner is not None:
+            owner.release()
 
 
 def write_chunks(chunks, path, fps: float, width: int, height: int, *, on_chunk=None, **writer_options):

@@ -74,7 +74,6 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
              seconds: float = EXAMPLE_SECONDS, steps: int | None = None, device: str = "auto", dtype: str = "auto",
              generation_seed: int = 0, evaluate: bool = True, progress: bool = True) -> DemoResult:
     """Render the example, write the videos, return speed and metrics (see the module docstring)."""
-    import torch
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -94,7 +93,7 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
     check_output_is_not_an_input(output, examples, "--output")
     if pair_path is not None:
         check_output_is_not_an_input(pair_path, {**examples, "--output": output}, "--side-by-side")
-    from ..asymk_core.seeds import check_seed
+    from ..asymk_core.seeds import check_seed, seeded_generator
 
     check_seed(generation_seed, "--generation-seed")
     pipe = load_demo_pipeline(model, device, dtype)
@@ -104,7 +103,7 @@ def run_demo(model=None, output="asymk_demo.mp4", side_by_side: str | Path | Non
 
     started = time.perf_counter()
     session = pipe.prepare(Image.fromarray(portrait), audio, sample_rate=16000, num_inference_steps=steps,
-                           generator=torch.Generator().manual_seed(int(generation_seed)))
+                           generator=seeded_generator(generation_seed))  # every bit of the seed counts
     frames, starts = [], []
 
     def collect(chunk, chunk_frames, writer):

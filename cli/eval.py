@@ -38,6 +38,9 @@ def run(args) -> int:
         from .eval_real import run_real
 
         return run_real(args)
+    from ..asymk_core.seeds import check_seed
+
+    check_seed(args.seed, "--seed")  # before loading the model
     if not args.model:
         raise input_error("--model", "eval needs a model to score",
                           f"pass --model DIR (a pipeline folder) or --model {GROUND_TRUTH}, or use --real")

@@ -8,6 +8,7 @@ the pipeline) happen inside the commands, so ``asymk-talker --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import threading
@@ -55,12 +56,8 @@ def load_pipeline(model, dtype, device):
 
 
 def cmd_generate(args) -> int:
-    from tqdm.auto import tqdm
-
-    from ..asymk_core.audio import SAMPLE_RATE, load_audio
-    from ..asymk_core.image import load_image
-    from ..asymk_core.render_state import render_resumable, resume_folder
-    from ..asymk_core.video_io import _check_output_path, write_chunks
+    from ..asymk_core.render_state import render_lock
+    from ..asymk_core.video_io import _check_output_path
     from ..asymk_core.files import check_output_is_not_an_input
     from ..asymk_core.seeds import seeded_generator
 
@@ -74,6 +71,21 @@ def cmd_generate(args) -> int:
     check_output_is_not_an_input(args.output, {"--audio": args.audio, "--image": args.image}, "--output")
     device, dtype = resolve_device_dtype(args.device, args.dtype)  # a bad --device: refused before loading
     generator = seeded_generator(args.seed)  # all 64 bits of the seed count; outside 0..2**64 - 1: refused
+    with contextlib.ExitStack() as held:
+        if args.resume:  # another run on this output is refused now, not after loading the model
+            held.enter_context(render_lock(args.output, "--output"))
+        return _render(args, device, dtype, generator, checkpoint_every)
+
+
+def _render(args, device, dtype, generator, checkpoint_every: int) -> int:
+    """The body of ``generate`` once its flags are checked: load, render, report."""
+    from tqdm.auto import tqdm
+
+    from ..asymk_core.audio import SAMPLE_RATE, load_audio
+    from ..asymk_core.image import load_image
+    from ..asymk_core.render_state import render_resumable, resume_folder
+    from ..asymk_core.video_io import write_chunks
+
     image = load_image(args.image, argument="--image")
     waveform = load_audio(args.audio, argument="--audio")
     pipe = load_pipeline(args.model, dtype, device)

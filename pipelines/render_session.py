@@ -17,6 +17,7 @@ import torch
 from ..asymk_core.errors import input_error
 from ..asymk_core.generation import LoopState, SamplingSettings, VideoChunk, generate_chunks
 from ..asymk_core.kclg import Chunk, ChunkPlan, initial_kernel, next_kernel
+from ..asymk_core.sampling import own_scheduler
 from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import StreamingDecoder
 
@@ -119,7 +120,7 @@ class RenderSession:
 
         with progress:
             yield from generate_chunks(
-                pipe.transformer, pipe.vae, pipe.scheduler, self.reference_latents, self.audio, plan,
+                pipe.transformer, pipe.vae, own_scheduler(pipe.scheduler), self.reference_latents, self.audio, plan,
                 self.settings.sampling, generator=self.generator, step_callback=on_step, decode=decode,
                 start_chunk=start_chunk, kernel=kernel, decoder=decoder,
             )

@@ -740,6 +740,26 @@ def test_cli_bad_seed_or_device_is_refused_before_loading_the_model(extra, flag,
     assert_no_output_files(tmp_path, output)
 
 
+def test_cli_eval_seed_outside_64_bits_is_refused_before_loading_the_model(tmp_path):
+    status, lines = run_cli("eval", "--model", str(tmp_path / "no_model"), "--seed", str(2**64), "--quiet")
+    assert status == 2 and len(lines) == 1, lines
+    assert "`--seed`:" in lines[0] and "outside 0..2**64 - 1" in lines[0], lines[0]
+
+
+def test_eval_generation_seeds_use_every_bit():
+    """eval's generations are seeded like generate's (asymk_core/seeds.py): 0 and 2**32 differ."""
+    from asymk_talker import AsymKPipeline
+    from asymk_talker.asymk_core.eval.evaluate import generate_with_pipeline
+
+    pipe = AsymKPipeline.from_preset("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    portrait = np.full((32, 32, 3), 128, np.uint8)
+    audio = speech_like(0.2)
+    low, _ = generate_with_pipeline(pipe, portrait, audio, seed=0, num_inference_steps=1)
+    high, _ = generate_with_pipeline(pipe, portrait, audio, seed=2**32, num_inference_steps=1)
+    assert low.shape == high.shape and not np.array_equal(low, high)
+
+
 def test_cli_init_output_that_is_a_file_is_refused(tmp_path):
     existing = tmp_path / "notes.txt"
     existing.write_text("keep me")
@@ -808,7 +828,7 @@ def test_cli_disk_full_while_writing_a_resume_checkpoint(models, good, tmp_path,
 
     def checkpoint_open(path, mode="r", *args, **kwargs):
         handle = real_open(path, mode, *args, **kwargs)
-        return FullDisk(handle) if str(path).endswith(".safetensors.tmp") else handle
+        return FullDisk(handle) if ".safetensors." in str(path) and str(path).endswith(".tmp") else handle
 
     monkeypatch.setattr(render_state, "open", checkpoint_open, raising=False)
     output = tmp_path / "out.mp4"

@@ -187,3 +187,41 @@ def test_one_resolver_takes_the_model_defaults_for_any_sampler(tiny_pipe):
         assert (settings.height, settings.chunk_frames, settings.sampler) == (config.height, config.chunk_frames, sampler)
     with pytest.raises(ValueError, match="`sampler`"):
         tiny_pipe.resolve_settings(sampler="euler")
+
+
+@pytest.mark.parametrize("sampler", ["teacher", "distilled"])
+def test_one_pipeline_called_from_threads_gives_the_frames_of_calls_made_one_at_a_time(tiny_pipe, portrait_array,
+                                                                                        speech, sampler):
+    """Three threads share one pipeline, each with its own seed and audio; every result is bit-exact
+    the result of the same call made alone. The threads switch every microsecond and after every
+    denoising step, so shared scheduler or VAE-cache state would mix them."""
+    import sys
+    import threading
+    import time
+
+    calls = [dict(seed=seed, audio=speech(seconds)) for seed, seconds in ((1, 0.5), (2, 0.7), (3, 0.6))]
+    options = dict(sampler=sampler, num_inference_steps=3, chunk_frames=1, guidance_scale=2.0,
+                   callback_on_step_end=lambda pipe, step, chunk_step, kwargs: time.sleep(0.001) or {})
+    alone = [run(tiny_pipe, portrait_array, call["audio"], call["seed"], **options).frames for call in calls]
+    start, results, failures = threading.Barrier(len(calls)), [None] * len(calls), []
+
+    def render(index):
+        try:
+            start.wait()
+            results[index] = run(tiny_pipe, portrait_array, calls[index]["audio"], calls[index]["seed"], **options).frames
+        except Exception as error:  # reported below, with the others' results
+            failures.append(repr(error))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=render, args=(index,)) for index in range(len(calls))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, failures
+    for got, expected in zip(results, alone):
+        assert got.shape == expected.shape and np.array_equal(got, expected)

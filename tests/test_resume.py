@@ -205,6 +205,146 @@ def test_resume_refuses_progress_made_with_other_settings(workspace, tmp_path, m
     assert "`--resume`" in err and "unreadable" in err and not output.exists()
 
 
+def test_a_second_run_on_an_output_being_rendered_is_refused_then_takes_over_once_its_holder_dies(workspace, tmp_path,
+                                                                                                  capsys):
+    """Two real processes on one output: while a render runs, another run on its output is refused
+    in one line before loading anything (here its --model does not even exist) and touches
+    nothing; after the first is SIGKILLed (its lock file stays, but the kernel dropped the lock),
+    the same command takes over and resumes to the video of an uninterrupted render."""
+    output = tmp_path / "out.mp4"
+    arguments = [*workspace["base"], "--output", str(output), "--resume", "--checkpoint-every", "1"]
+    lock_file, state_file = render_state.render_lock_path(output), render_state.resume_folder(output) / "state.json"
+    holder = subprocess.Popen([sys.executable, "-c", PACED_CLI, *arguments], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while not state_file.exists() and holder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert state_file.exists() and holder.poll() is None, holder.stderr.read()[-2000:]
+        progress = sorted(p.name for p in render_state.resume_folder(output).iterdir())
+        second = [a if a != str(workspace["model"]) else str(tmp_path / "no-such-model") for a in arguments]
+        assert main(second) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "`--output`:" in lines[0], lines
+        assert f"is already being rendered by PID {holder.pid}" in lines[0] and "Fix:" in lines[0], lines[0]
+        assert set(progress) <= set(p.name for p in render_state.resume_folder(output).iterdir())
+        holder.send_signal(signal.SIGKILL)
+    finally:
+        holder.wait(timeout=60)
+        holder.stdout.close()
+        holder.stderr.close()
+    assert holder.returncode == -signal.SIGKILL and not output.exists() and lock_file.exists()
+    assert main(arguments) == 0
+    assert_same_video(output, workspace["references"][1])
+    only_output_left(tmp_path, output)
+
+
+def test_render_lock_refuses_another_thread_and_is_reentrant_in_its_own(tmp_path):
+    import threading
+
+    output = tmp_path / "out.mp4"
+    refused = []
+
+    def second_run():
+        try:
+            with render_state.render_lock(output, "--output"):
+                refused.append(None)
+        except ValueError as error:
+            refused.append(str(error))
+
+    with render_state.render_lock(output, "--output"):
+        with render_state.render_lock(output):  # the CLI holds it, then render_resumable takes it again
+            pass
+        assert render_state.render_lock_path(output).exists()
+        thread = threading.Thread(target=second_run)
+        thread.start()
+        thread.join()
+    assert refused[0] and f"is already being rendered by PID {os.getpid()}" in refused[0], refused
+    assert not render_state.render_lock_path(output).exists()
+
+
+def test_checkpoint_files_are_written_under_temporary_names_of_their_own(tmp_path, monkeypatch):
+    renamed = []
+    replace = os.replace
+    monkeypatch.setattr(render_state.os, "replace", lambda a, b: (renamed.append(Path(a).name), replace(a, b)))
+    state = render_state.RenderState(settings={"x": 1}, next_chunk=1, kernel=torch.zeros(1, 4, 1, 2, 2))
+    render_state.save_state(tmp_path, state)
+    render_state.save_state(tmp_path, state)
+    assert len(renamed) == len(set(renamed)) == 4 and all(name.endswith(".tmp") for name in renamed), renamed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state-000001.safetensors", "state.json"]
+
+
+def _edit_a_weight_in_the_middle_of_a_tensor(weights: Path) -> None:
+    """Change one float32 value halfway into the largest tensor (off the 64-value grid a sampled
+    digest would read), keeping the file's size and mtime."""
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_size])
+    name = max((k for k in header if k != "__metadata__"), key=lambda k: np.prod(header[k]["shape"]))
+    start, stop = header[name]["data_offsets"]
+    assert header[name]["dtype"] == "F32"
+    count = (stop - start) // 4
+    offset = 8 + header_size + start + 4 * (count // 2 + max(1, count // 64) // 2)
+    value = np.frombuffer(bytes(data[offset:offset + 4]), np.float32)[0]
+    data[offset:offset + 4] = np.float32(value + 0.5).tobytes()
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert weights.stat().st_size == before.st_size and weights.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def test_resume_refuses_weights_edited_anywhere_and_takes_unchanged_ones_from_the_digest_cache(workspace, tmp_path,
+                                                                                               monkeypatch, capsys):
+    import shutil
+
+    from asymk_talker.asymk_core import weights_digest
+
+    model = tmp_path / "model"
+    shutil.copytree(workspace["model"], model)
+    monkeypatch.setattr(weights_digest, "cache_file", lambda: tmp_path / "digests.json")
+    monkeypatch.setattr(weights_digest, "SETTLED_SECONDS", 0.0)  # the copy was written just now
+    hashed = []
+    hash_file = weights_digest.hash_file
+    monkeypatch.setattr(weights_digest, "hash_file", lambda path: hashed.append(path.name) or hash_file(path))
+    save_state = render_state.save_state
+
+    def save_then_stop(folder, state):
+        save_state(folder, state)
+        raise Interrupt
+
+    monkeypatch.setattr(render_state, "save_state", save_then_stop)
+    output = tmp_path / "out.mp4"
+    argv = [*workspace["base"], "--output", str(output), "--resume", "--checkpoint-every", "3"]
+    argv[argv.index(str(workspace["model"]))] = str(model)
+    state_file = render_state.resume_folder(output) / "state.json"
+
+    assert main(argv) == 130  # every file hashed once: the weights, configs and scheduler config
+    assert sorted(hashed) == sorted(p.name for p in model.rglob("*") if p.is_file() and p.name != "model_index.json")
+    hashed.clear()
+    assert main(argv) == 130  # unchanged weights: resumed (one more checkpoint), every digest from the cache
+    assert hashed == [] and json.loads(state_file.read_text())["next_chunk"] == 6
+    saved = state_file.read_text()
+    capsys.readouterr()
+
+    _edit_a_weight_in_the_middle_of_a_tensor(model / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "`--resume`:" in err[0] and "model weights: a file of the model changed" in err[0], err
+    assert hashed == ["diffusion_pytorch_model.safetensors"]  # only the edited file is read again
+    assert state_file.read_text() == saved and not output.exists()
+
+
+def test_model_digest_of_a_pipeline_made_in_python_covers_every_value():
+    from asymk_talker import AsymKPipeline
+
+    pipe = AsymKPipeline.from_preset("tiny")
+    before = render_state.model_digest(pipe)
+    weight = pipe.transformer.proj_out.weight
+    with torch.no_grad():
+        weight.view(-1)[weight.numel() // 2 + 1] += 0.5
+    assert render_state.model_digest(pipe) != before
+
+
 def test_checkpoint_every_needs_resume_and_must_be_positive(workspace, tmp_path, capsys):
     output = tmp_path / "out.mp4"
     assert main([*workspace["base"], "--output", str(output), "--checkpoint-every", "2"]) == 2

@@ -68,7 +68,7 @@ def test_streaming_chunks_pad_and_trim_audio(tmp_path, suffix, fps, audio_second
         for start in range(0, 41, 8):
             writer.write(smooth_frames(min(8, 41 - start), 32, 32, start).astype(np.float32) / 255)
             names = os.listdir(tmp_path)  # the encoder may buffer before the file is created
-            assert not path.exists() and len(names) <= 1 and all(".partial" in name for name in names)
+            assert not path.exists() and len(names) <= 2 and all(".partial-" in name for name in names)  # + its .pid
     assert writer.frames_written == 41 and os.listdir(tmp_path) == [path.name]
     info = probe_video(path)
     assert info["num_frames"] == 41 and info["fps"] == pytest.approx(fps, rel=1e-4)
@@ -188,3 +188,73 @@ def test_reader_errors(tmp_path):
     expect_error(ValueError, "path", read_video, tmp_path / "junk.mp4")
     expect_error(ValueError, "path", probe_video, tmp_path / "junk.mp4")
     expect_error(TypeError, "path", probe_video, None)
+
+
+WRITER_PROCESS = """
+import sys
+import numpy as np
+from asymk_talker.asymk_core.video_io import VideoWriter
+writer = VideoWriter(sys.argv[1], 25, 64, 48)
+writer.write(np.zeros((2, 48, 64, 3), np.uint8))
+print(writer.partial_path, flush=True)
+sys.stdin.readline()  # until told to finish
+writer.write(np.full((1, 48, 64, 3), 200, np.uint8))
+writer.close()
+"""
+
+
+def test_partials_of_dead_writers_are_removed_by_the_next_writer_and_live_ones_kept(tmp_path):
+    """Real processes: one writer is SIGKILLed mid-file, one is still writing. The next writer of
+    the same output deletes the dead one's partial and owner record, keeps the live one's (and a
+    partial from an older version, which names no owner), and the live writer still finishes."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from asymk_talker.asymk_core.locks import lock_holder
+
+    output = tmp_path / "out.mp4"
+
+    def start_writer():
+        process = subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, str(output)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return process, Path(process.stdout.readline().strip())
+
+    live, live_partial = start_writer()
+    dead, dead_partial = start_writer()
+    dead.send_signal(signal.SIGKILL)
+    dead.wait(timeout=60)
+    legacy = tmp_path / "out.partial-0badc0de.mp4"
+    legacy.write_bytes(b"left by an older version")
+    try:
+        assert dead_partial.exists() and dead_partial.with_suffix(".pid").exists()
+        assert lock_holder(live_partial.with_suffix(".pid")) == f"PID {live.pid}"
+        assert str(live.pid) not in live_partial.name and live_partial.name != dead_partial.name
+
+        with VideoWriter(output, 25, 64, 48) as writer:
+            writer.write(smooth_frames(3))
+        assert not dead_partial.exists() and not dead_partial.with_suffix(".pid").exists()
+        assert live_partial.exists() and live_partial.with_suffix(".pid").exists() and legacy.exists()
+        assert probe_video(output)["num_frames"] == 3
+
+        live.communicate("finish\n", timeout=60)
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    assert live.returncode == 0 and probe_video(output)["num_frames"] == 3  # the live writer's video
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([output.name, legacy.name])
+
+
+def test_two_writers_of_one_output_in_one_process_keep_their_own_partials(tmp_path):
+    output = tmp_path / "out.mp4"
+    first = VideoWriter(output, 25, 64, 48)
+    second = VideoWriter(output, 25, 64, 48)  # its clean-up must not take the first one for abandoned
+    assert first.partial_path != second.partial_path
+    assert first.partial_path.exists() and second.partial_path.exists()
+    first.write(smooth_frames(2))
+    second.write(smooth_frames(4))
+    first.close()
+    second.abort()
+    assert probe_video(output)["num_frames"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == [output.name]

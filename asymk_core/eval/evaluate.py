@@ -46,10 +46,11 @@ def generate_with_pipeline(pipe, portrait: np.ndarray, audio: np.ndarray, *, sam
                            **kwargs) -> tuple[np.ndarray, list[int]]:
     """Run ``pipe.stream`` on a portrait (uint8 [H, W, 3]) and audio (float32 [T]); returns
     (frames uint8 [N, H, W, 3], chunk start frame indices)."""
-    import torch
     from PIL import Image
 
-    generator = torch.Generator().manual_seed(seed)
+    from ..seeds import seeded_generator
+
+    generator = seeded_generator(seed)  # every bit of the seed counts; outside 0..2**64 - 1: refused
     frames, starts = [], []
     for chunk in pipe.stream(Image.fromarray(portrait), audio, sample_rate=sample_rate, generator=generator, **kwargs):
         starts.append(int(chunk.start_frame))
