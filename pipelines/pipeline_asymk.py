@@ -28,7 +28,7 @@ from ..asymk_core.limits import check_render_memory
 from ..asymk_core.live import LiveSession
 from ..asymk_core.model_folder import load_pipeline_components, preset_components, resolve_model_folder
 from ..asymk_core.models.transformer import AsymKTransformer
-from ..asymk_core.sampling import check_sampler
+from ..asymk_core.sampling import check_sampler, own_scheduler
 from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import temporal_factor, use_onednn_convolutions
 from .render_session import RenderSession, RenderSettings
@@ -334,7 +334,7 @@ class AsymKPipeline(DiffusionPipeline):
                                                  settings.kernel_frames + settings.chunk_frames)
         return LiveSession(
             transformer=self.transformer, vae=self.vae,
-            scheduler=FlowMatchEulerDiscreteScheduler.from_config(self.scheduler.config),  # this session's own state
+            scheduler=own_scheduler(self.scheduler),
             reference_latents=reference_latents, chunk_frames=settings.chunk_frames,
             kernel_frames=settings.kernel_frames, sampling=settings.sampling, audio_encoder=self.audio_encoder,
             feature_extractor=self.feature_extractor, fps=settings.fps,

@@ -52,7 +52,6 @@ class LiveServer:
         self.pipe, self.limits, self.seed, self.realtime = pipe, limits, seed, realtime
         self.portraits = builtin_portraits(int(pipe.config.height))
         self.active = 0
-        self._create_lock = threading.Lock()  # TRE encoding uses the VAE's module-level cache
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.limits.max_upload_bytes + 1024)
@@ -157,9 +156,7 @@ class ClientSession:
         return Image.open(io.BytesIO(self.server.portraits[name])).convert("RGB")
 
     def open_live(self, image):
-        with self.server._create_lock:
-            return self.server.pipe.live(image, generator=seeded_generator(self.server.seed),
-                                         realtime=self.server.realtime)
+        return self.server.pipe.live(image, generator=seeded_generator(self.server.seed), realtime=self.server.realtime)
 
     async def receive(self) -> None:
         while True:
