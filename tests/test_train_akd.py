@@ -240,6 +240,15 @@ def test_resume_and_saved_student_defaults_to_four_distilled_steps(teacher_dir, 
     saved = _tensors(tmp_path / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors")
     teacher = _tensors(teacher_dir / "transformer" / "diffusion_pytorch_model.safetensors")
     assert any(not torch.equal(saved[k], teacher[k]) for k in teacher)
+    # the student's EMA weights went into the pipeline, not its live ones
+    from asymk_talker.asymk_core.models.transformer import AsymKTransformer
+
+    last = tmp_path / "checkpoints" / "step-0000004"
+    ema = torch.load(last / "custom_checkpoint_0.pkl", weights_only=False)["shadow_params"]
+    student = AsymKTransformer.from_pretrained(tmp_path / "pipeline" / "transformer")
+    assert all(torch.equal(p, s) for p, s in zip(student.parameters(), ema, strict=True))
+    live = _tensors(last / "model.safetensors")
+    assert any(not torch.equal(saved[k], live[k]) for k in live)
     steps = []
     pipe.set_progress_bar_config(disable=True)
     frames = pipe(image=torch.rand(3, 32, 32), audio=speech(0.5), sample_rate=16000, output_type="np",

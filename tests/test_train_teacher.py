@@ -15,6 +15,8 @@ import torch
 
 from asymk_talker.train import teacher
 from asymk_talker.train.common import Config, deep_merge, latest_checkpoint, list_checkpoints, load_config
+from asymk_talker.train.data import make_dataloader
+from asymk_talker.train.pipeline_trainer import build_clip_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "train" / "configs" / "synthetic_tiny.yaml"
@@ -43,8 +45,8 @@ def test_config_loading_and_overrides(tmp_path):
 def tiny_setup():
     config = deep_merge(teacher.DEFAULTS, load_config(TINY))
     components, _ = teacher.build_components(config)
-    dataset = teacher.build_dataset(config, components)
-    batch = next(iter(teacher.make_dataloader(dataset, 2)))
+    dataset = build_clip_dataset(config, components)
+    batch = next(iter(make_dataloader(dataset, 2)))
     return config, components, batch
 
 

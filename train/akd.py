@@ -27,25 +27,16 @@ Outputs in ``output_dir``: ``checkpoints/step-*`` (``--resume latest`` is the de
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file: `accelerate launch train/akd.py`
-    import pathlib
-    import sys
-
-    _here = pathlib.Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _here]
-    __package__ = "asymk_talker.train"
-    import asymk_talker.train  # noqa: F401
-
+# Absolute imports: this file also runs as a script (`accelerate launch train/akd.py`).
 import argparse
 import copy
 import logging
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from accelerate.utils import DistributedType
 
-from ..asymk_core.akd import (
+from asymk_talker.asymk_core.akd import (
     KERNEL_MODES,
     AKDBatch,
     critic_flow_loss,
@@ -53,25 +44,20 @@ from ..asymk_core.akd import (
     ode_regression_loss,
     student_rollout,
 )
-from ..asymk_core.sampling import shifted_sigmas
-from ..asymk_core.training_losses import sample_sigmas
-from .common import (
+from asymk_talker.asymk_core.models.transformer import AsymKTransformer
+from asymk_talker.asymk_core.sampling import shifted_sigmas
+from asymk_talker.asymk_core.training_losses import sample_sigmas
+from asymk_talker.train.common import (
     Config,
-    EMA,
     add_common_args,
-    append_jsonl,
     config_from_args,
-    make_accelerator,
+    eval_mode,
     make_lr_scheduler,
     make_optimizer,
-    out_of_time,
-    progress_bar,
-    resume,
-    save_checkpoint,
-    write_json,
+    optimizer_step,
+    step_generator,
 )
-from .data import LatentClipDataset, SyntheticClipDataset, make_dataloader, read_cache_manifest
-from .teacher import make_pipeline, render_validation, step_generator
+from asymk_talker.train.pipeline_trainer import PipelineTrainer, build_clip_dataset, load_pipeline_parts
 
 logger = logging.getLogger("asymk_talker.train.akd")
 
@@ -146,16 +132,9 @@ DEFAULTS: dict = {
 # ------------------------------------------------------------------------------------------ models
 def load_teacher(config: Config) -> tuple[dict, dict]:
     """``(components, pipeline_config)`` of the teacher pipeline folder (``model.teacher``)."""
-    from ..pipelines.pipeline_asymk import AsymKPipeline
-
     if not config.model.get("teacher"):
         raise ValueError("no teacher: pass --teacher DIR (a pipeline folder from train/teacher.py) or set model.teacher")
-    pipe = AsymKPipeline.from_pretrained(config.model.teacher)
-    components = dict(pipe.components)
-    pipeline_config = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in components}
-    for name in ("vae", "audio_encoder"):
-        components[name].requires_grad_(False).eval()
-    return components, pipeline_config
+    return load_pipeline_parts(config.model.teacher)
 
 
 def student_pipeline_config(config: Config, teacher_config: dict) -> dict:
@@ -191,33 +170,6 @@ def resolve_config(config: Config, teacher_components: dict, teacher_config: dic
     if int(akd.generator_every) < 1 or int(akd.num_chunks) < 1:
         raise ValueError("akd.generator_every and akd.num_chunks must be >= 1")
     return config
-
-
-def build_dataset(config: Config, components: dict, split: str | None = None, seed: int | None = None):
-    """Windows of ``tau`` GT kernel latents + ``akd.num_chunks`` chunks (train/data.py)."""
-    data = config.data
-    window = int(components["transformer"].config.audio_window)
-    seed = int(config.seed) if seed is None else seed
-    tau, n, chunks = int(data.kernel_frames), int(data.chunk_frames), int(config.akd.num_chunks)
-    if data.source == "cache":
-        if not data.get("cache_dir"):
-            raise ValueError("data.cache_dir is not set (build a cache with `python -m asymk_talker.train.data`)")
-        meta, _ = read_cache_manifest(data.cache_dir)
-        for key in ("latents_mean", "latents_std"):
-            if not np.allclose(meta[key], list(components["vae"].config[key]), atol=1e-6):
-                raise ValueError(f"the latent cache {data.cache_dir} was made with another VAE normalisation ({key})")
-        return LatentClipDataset(data.cache_dir, tau, n, chunks, split=split or data.split, seed=seed,
-                                 audio_window=window, reference=data.get("reference", "random"),
-                                 in_memory=bool(data.get("in_memory")))
-    if data.source == "synthetic":
-        synthetic = data.synthetic
-        return SyntheticClipDataset(
-            components["vae"], components["audio_encoder"], tau, n, chunks,
-            split="heldout" if (split or "train").startswith("heldout") else "train", seed=seed, audio_window=window,
-            size=int(synthetic.size), fps=float(synthetic.fps), num_identities=synthetic.get("num_identities"),
-            reference=data.get("reference", "random"), epoch_size=int(synthetic.get("epoch_size", 1000)),
-            feature_extractor=components.get("feature_extractor"))
-    raise ValueError(f"data.source must be 'cache' or 'synthetic', got {data.source!r}")
 
 
 def _grad_chunks(config: Config) -> list[int] | None:
@@ -263,222 +215,138 @@ def akd_step(config: Config, batch: AKDBatch, student, critic, teacher, generato
     return out
 
 
-# ---------------------------------------------------------------------------------------------- main
-def train(config: Config, resume_from: str | None = "latest") -> dict:
-    """Distil the teacher; returns ``{"step", "pipeline_dir", "output_dir", ...}``."""
-    from accelerate.utils import DistributedType
+# ------------------------------------------------------------------------------------------- stage
+class AKDTrainer(PipelineTrainer):
+    """Stage 2 on the shared loop: student and critic start as copies of the teacher; each
+    micro-batch is an ODE warm-up step or an AKD step (:func:`akd_step`); the EMA follows the
+    student's updates; validation renders with the distilled sampler."""
 
-    teacher_components, teacher_config = load_teacher(config)
-    config = resolve_config(config, teacher_components, teacher_config)
-    accelerator = make_accelerator(config, "asymk-akd")
-    output_dir = Path(config.output_dir)
-    device = accelerator.device
+    project = "asymk-akd"
+    logger = logger
 
-    teacher = teacher_components["transformer"].requires_grad_(False).eval().to(device)
-    if config.model.get("student"):
-        from ..asymk_core.models.transformer import AsymKTransformer
+    def __init__(self, config: Config):
+        self.teacher_components, self.teacher_config = load_teacher(config)
+        super().__init__(resolve_config(config, self.teacher_components, self.teacher_config))
+        self.warmup_steps = int(self.config.akd.get("ode_warmup_steps", 0) or 0)
+        self.sigmas = shifted_sigmas(int(self.config.akd.num_inference_steps), float(self.config.akd.shift))
+        self.generator_updated = False
 
-        student = AsymKTransformer.from_pretrained(Path(config.model.student) / "transformer")
-    else:
-        student = copy.deepcopy(teacher)
-    critic = copy.deepcopy(teacher)
-    for model in (student, critic):
-        model.requires_grad_(True).train()
-        if config.model.get("attention_backend"):
-            model.set_attention_backend(config.model.attention_backend)
-        if config.model.get("gradient_checkpointing"):
-            model.enable_gradient_checkpointing()
-    for name in ("vae", "audio_encoder"):
-        teacher_components[name].to(device)
+    @property
+    def label(self) -> str:
+        return f"akd-{self.config.akd.kernel_mode}"
 
-    dataset = build_dataset(config, teacher_components)
-    pipeline_config = student_pipeline_config(config, teacher_config)
-    from ..asymk_core.vae import spatial_factor
+    def total_steps(self) -> int:
+        return int(self.config.train.max_steps) + self.warmup_steps  # one counter: warm-up steps, then DMD steps
 
-    latent_h, latent_w = dataset[0]["target_latents"].shape[-2:]
-    pipeline_config["height"] = int(latent_h) * spatial_factor(teacher_components["vae"])
-    pipeline_config["width"] = int(latent_w) * spatial_factor(teacher_components["vae"])
-    components = dict(teacher_components)
-    components["scheduler"] = type(teacher_components["scheduler"]).from_config(
-        teacher_components["scheduler"].config, shift=float(config.akd.shift))
-
-    student_optimizer = make_optimizer(student.parameters(), config)
-    critic_config = copy.deepcopy(config)
-    critic_config.train.learning_rate = float(config.train.get("critic_learning_rate") or config.train.learning_rate)
-    critic_optimizer = make_optimizer(critic.parameters(), critic_config)
-    student_scheduler = make_lr_scheduler(student_optimizer, config, accelerator.num_processes)
-    critic_scheduler = make_lr_scheduler(critic_optimizer, critic_config, accelerator.num_processes)
-    (student_model, critic_model, student_optimizer, critic_optimizer, student_scheduler,
-     critic_scheduler) = accelerator.prepare(student, critic, student_optimizer, critic_optimizer,
-                                             student_scheduler, critic_scheduler)
-    student_plain, critic_plain = accelerator.unwrap_model(student_model), accelerator.unwrap_model(critic_model)
-    # FSDP needs its wrapper for every call; DDP for the calls that carry gradient only.
-    fsdp = accelerator.distributed_type == DistributedType.FSDP
-    student_call = student_model if fsdp else student_plain
-    critic_call = critic_model if fsdp else critic_plain
-    ema = EMA(student_plain, decay=float(config.ema.decay), warmup=bool(config.ema.get("warmup", True)))
-    accelerator.register_for_checkpointing(ema)
-    step = resume(accelerator, output_dir, resume_from)
-
-    akd = config.akd
-    warmup_steps = int(akd.get("ode_warmup_steps", 0) or 0)
-    max_steps = int(config.train.max_steps) + warmup_steps  # one counter: warm-up steps, then DMD steps
-    accumulation = int(config.train.get("gradient_accumulation_steps", 1) or 1)
-    batch_size = int(config.data.batch_size)
-    loader = make_dataloader(dataset, batch_size, accelerator=accelerator, start_batch=step * accumulation,
-                             num_workers=int(config.data.get("num_workers", 0) or 0))
-    sigmas = shifted_sigmas(int(akd.num_inference_steps), float(akd.shift))
-    metrics_path = output_dir / "logs" / "metrics.jsonl"
-    log_every = int(config.logging.get("log_every", 10) or 10)
-    checkpoint_every = int(config.checkpoint.get("every", 0) or 0)
-    validation_every = int(config.validation.get("every", 0) or 0)
-    max_norm = config.train.get("max_grad_norm")
-
-    logger.info("AKD (%s): %d-step student, %d chunks per rollout, generator every %d, ODE warm-up %d, "
-                "batch %d x %d processes, steps %d -> %d", akd.kernel_mode, int(akd.num_inference_steps),
-                int(akd.num_chunks), int(akd.generator_every), warmup_steps, batch_size, accelerator.num_processes,
-                step, max_steps)
-    bar = progress_bar(accelerator, max_steps, initial=step, desc=f"akd-{akd.kernel_mode}")
-    micro_step = step * accumulation
-    window: dict[str, list] = {}
-    last: dict = {}
-    started = time.perf_counter()
-    data_iter = iter(loader)
-    while step < max_steps:
-        batch = AKDBatch.from_dict(next(data_iter), device=device)
-        generator = step_generator(int(config.seed), micro_step, accelerator.process_index)
-        warming_up = step < warmup_steps
-        dmd_step = step - warmup_steps
-        train_generator = warming_up or dmd_step % int(akd.generator_every) == 0
-        with accelerator.accumulate(student_model, critic_model):
-            with accelerator.autocast():
-                if warming_up:
-                    chunk = int(torch.randint(0, int(akd.num_chunks), (1,), generator=generator))
-                    losses = {"ode_loss": ode_regression_loss(
-                        student_plain, teacher, batch, sigmas, chunk, int(config.data.chunk_frames), generator,
-                        substeps=int(akd.ode_substeps), guidance_scale=float(akd.ode_guidance_scale),
-                        grad_student=student_model)}
-                    generator_loss, critic_loss = losses["ode_loss"], None
-                else:
-                    out = akd_step(config, batch, student_call, critic_call, teacher, generator,
-                                   train_generator=train_generator, grad_student=student_model,
-                                   grad_critic=critic_model, sigmas=sigmas)
-                    generator_loss = out["generator"].loss if out["generator"] is not None else None
-                    critic_loss = out["critic"].loss
-                    losses = {"critic_loss": critic_loss}
-                    if generator_loss is not None:
-                        losses["generator_loss"] = generator_loss
-                        losses["dmd_grad_norm"] = out["generator"].grad_norm
-            if generator_loss is not None:
-                # Gradient of the generator loss must not reach the critic (its outputs are detached).
-                accelerator.backward(generator_loss)
-                if accelerator.sync_gradients and max_norm:
-                    accelerator.clip_grad_norm_(student_model.parameters(), float(max_norm))
-                student_optimizer.step()
-                student_scheduler.step()
-                student_optimizer.zero_grad(set_to_none=True)
-            if critic_loss is not None:
-                accelerator.backward(critic_loss)
-                if accelerator.sync_gradients and max_norm:
-                    accelerator.clip_grad_norm_(critic_model.parameters(), float(max_norm))
-                critic_optimizer.step()
-                critic_scheduler.step()
-                critic_optimizer.zero_grad(set_to_none=True)
-        micro_step += 1
-        for key, value in losses.items():
-            window.setdefault(key, []).append(value.detach().float())
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        if generator_loss is not None:
-            ema.step(student_plain)
-        record = {"step": step, "phase": "ode" if warming_up else "dmd",
-                  "lr": student_scheduler.get_last_lr()[0]}
-        for key, values in window.items():
-            record[key] = accelerator.reduce(torch.stack(values).mean(), "mean").item()
-        window = {}
-        last.update(record)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k.endswith("loss")})
-        if accelerator.is_main_process:
-            append_jsonl(metrics_path, {**record, "time": time.perf_counter() - started})
-        if step % log_every == 0 or step == max_steps:
-            accelerator.log({f"train/{k}": v for k, v in record.items() if isinstance(v, float)}, step=step)
-        stop = out_of_time(accelerator, started, config.train.get("max_minutes"))
-        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not stop:
-            save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 3))
-        if validation_every and step % validation_every == 0 and step < max_steps and not stop:
-            run_validation(accelerator, config, components, pipeline_config, student_model, ema, step)
-        if stop:
-            logger.info("time budget of %s minutes reached at step %d", config.train.max_minutes, step)
-            break
-    bar.close()
-
-    save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 3))
-    pipeline_dir = output_dir / "pipeline"
-    save_student_pipeline(accelerator, components, pipeline_config, student_model, ema, pipeline_dir)
-    scalars = run_validation(accelerator, config, components, pipeline_config, student_model, ema, step,
-                             pipeline_dir=pipeline_dir)
-    summary = {"step": step, "kernel_mode": akd.kernel_mode, "pipeline_dir": str(pipeline_dir),
-               "output_dir": str(output_dir), "last": last, "validation": scalars}
-    if accelerator.is_main_process:
-        write_json(output_dir / "summary.json", summary)
-    accelerator.end_training()
-    return summary
-
-
-def run_validation(accelerator, config, components, pipeline_config, model, ema, step,
-                   pipeline_dir: Path | None = None) -> dict:
-    """Render held-out clips with the student's EMA weights (distilled sampler) on the main process."""
-    from accelerate.utils import DistributedType
-
-    scalars: dict = {}
-    if (accelerator.is_main_process and config.validation.get("render", True)
-            and accelerator.distributed_type != DistributedType.FSDP):
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.eval()
-        try:
-            out_dir = Path(config.output_dir) / "validation"
-            if pipeline_dir is not None:
-                from ..pipelines.pipeline_asymk import AsymKPipeline
-
-                pipe = AsymKPipeline.from_pretrained(pipeline_dir)
-                pipe.to(accelerator.device)
-                scalars.update(render_validation(pipe, config, step, out_dir))
-            else:
-                with ema.averaged(unwrapped):
-                    pipe = make_pipeline(components, unwrapped, pipeline_config)
-                    scalars.update(render_validation(pipe, config, step, out_dir))
-        finally:
-            unwrapped.train()
-        if scalars:
-            accelerator.log(scalars, step=step)
-            append_jsonl(Path(config.output_dir) / "logs" / "validation.jsonl", {"step": step, **scalars})
-            logger.info("validation at step %d: %s", step,
-                        ", ".join(f"{k}={v:.4g}" for k, v in scalars.items() if isinstance(v, float)))
-    accelerator.wait_for_everyone()
-    return scalars
-
-
-def save_student_pipeline(accelerator, components, pipeline_config, model, ema, pipeline_dir: Path) -> None:
-    """A complete ``AsymKPipeline`` folder: teacher's VAE/audio encoder, the student's EMA weights,
-    ``sampler="distilled"``, few steps, the distilled schedule's shift in the scheduler config."""
-    from ..asymk_core.models.transformer import AsymKTransformer
-
-    unwrapped = accelerator.unwrap_model(model)
-    with ema.averaged(unwrapped):
-        state = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        transformer = AsymKTransformer.from_config(unwrapped.config)
-        transformer.load_state_dict({k: v.detach().float().cpu() for k, v in state.items()})
-        pipe = make_pipeline({k: v.to("cpu") if hasattr(v, "to") else v for k, v in components.items()},
-                             transformer.eval(), pipeline_config)
-        pipe.save_pretrained(str(pipeline_dir))
+    def setup(self) -> None:
+        config, accelerator = self.config, self.accelerator
+        teacher_components = self.teacher_components
+        device = accelerator.device
+        self.teacher = teacher_components["transformer"].requires_grad_(False).eval().to(device)
+        if config.model.get("student"):
+            student = AsymKTransformer.from_pretrained(Path(config.model.student) / "transformer")
+        else:
+            student = copy.deepcopy(self.teacher)
+        critic = copy.deepcopy(self.teacher)
+        for model in (student, critic):
+            model.requires_grad_(True).train()
+            if config.model.get("attention_backend"):
+                model.set_attention_backend(config.model.attention_backend)
+            if config.model.get("gradient_checkpointing"):
+                model.enable_gradient_checkpointing()
         for name in ("vae", "audio_encoder"):
-            components[name].to(accelerator.device)
-        logger.info("saved student pipeline %s (sampler=distilled, %d steps)", pipeline_dir,
-                    pipeline_config["num_inference_steps"])
-    accelerator.wait_for_everyone()
+            teacher_components[name].to(device)
+
+        self.dataset = build_clip_dataset(config, teacher_components, int(config.akd.num_chunks))
+        self.pipeline_config = student_pipeline_config(config, self.teacher_config)
+        self.components = dict(teacher_components)
+        self.components["scheduler"] = type(teacher_components["scheduler"]).from_config(
+            teacher_components["scheduler"].config, shift=float(config.akd.shift))
+        self.set_frame_size(self.dataset)
+
+        student_optimizer = make_optimizer(student.parameters(), config)
+        critic_config = copy.deepcopy(config)
+        critic_config.train.learning_rate = float(config.train.get("critic_learning_rate") or config.train.learning_rate)
+        critic_optimizer = make_optimizer(critic.parameters(), critic_config)
+        student_scheduler = make_lr_scheduler(student_optimizer, config, accelerator.num_processes)
+        critic_scheduler = make_lr_scheduler(critic_optimizer, critic_config, accelerator.num_processes)
+        (self.model, self.critic_model, self.student_optimizer, self.critic_optimizer, self.student_scheduler,
+         self.critic_scheduler) = accelerator.prepare(student, critic, student_optimizer, critic_optimizer,
+                                                      student_scheduler, critic_scheduler)
+        self.models = (self.model, self.critic_model)
+        self.student_plain = accelerator.unwrap_model(self.model)
+        self.critic_plain = accelerator.unwrap_model(self.critic_model)
+        # FSDP needs its wrapper for every call; DDP for the calls that carry gradient only.
+        self.fsdp = accelerator.distributed_type == DistributedType.FSDP
+        self.student_call = self.model if self.fsdp else self.student_plain
+        self.critic_call = self.critic_model if self.fsdp else self.critic_plain
+
+    def describe(self, step: int, max_steps: int) -> str:
+        akd = self.config.akd
+        return (f"AKD ({akd.kernel_mode}): {int(akd.num_inference_steps)}-step student, {int(akd.num_chunks)} chunks "
+                f"per rollout, generator every {int(akd.generator_every)}, ODE warm-up {self.warmup_steps}, "
+                f"batch {int(self.config.data.batch_size)} x {self.accelerator.num_processes} processes, "
+                f"steps {step} -> {max_steps}")
+
+    def train_step(self, batch, micro_step: int, step: int) -> dict[str, torch.Tensor]:
+        config, accelerator, akd = self.config, self.accelerator, self.config.akd
+        batch = AKDBatch.from_dict(batch, device=accelerator.device)
+        generator = step_generator(int(config.seed), micro_step, accelerator.process_index)
+        warming_up = step < self.warmup_steps
+        train_generator = warming_up or (step - self.warmup_steps) % int(akd.generator_every) == 0
+        with accelerator.autocast():
+            if warming_up:
+                chunk = int(torch.randint(0, int(akd.num_chunks), (1,), generator=generator))
+                losses = {"ode_loss": ode_regression_loss(
+                    self.student_plain, self.teacher, batch, self.sigmas, chunk, int(config.data.chunk_frames),
+                    generator, substeps=int(akd.ode_substeps), guidance_scale=float(akd.ode_guidance_scale),
+                    grad_student=self.model)}
+                generator_loss, critic_loss = losses["ode_loss"], None
+            else:
+                out = akd_step(config, batch, self.student_call, self.critic_call, self.teacher, generator,
+                               train_generator=train_generator, grad_student=self.model,
+                               grad_critic=self.critic_model, sigmas=self.sigmas)
+                generator_loss = out["generator"].loss if out["generator"] is not None else None
+                critic_loss = out["critic"].loss
+                losses = {"critic_loss": critic_loss}
+                if generator_loss is not None:
+                    losses["generator_loss"] = generator_loss
+                    losses["dmd_grad_norm"] = out["generator"].grad_norm
+        max_norm = config.train.get("max_grad_norm")
+        if generator_loss is not None:
+            # Gradient of the generator loss must not reach the critic (its outputs are detached).
+            optimizer_step(accelerator, generator_loss, self.model, self.student_optimizer, self.student_scheduler,
+                           max_norm)
+        if critic_loss is not None:
+            optimizer_step(accelerator, critic_loss, self.critic_model, self.critic_optimizer, self.critic_scheduler,
+                           max_norm)
+        self.generator_updated = generator_loss is not None
+        return losses
+
+    def update_ema(self, step: int) -> None:
+        if self.generator_updated:
+            super().update_ema(step)
+
+    def step_record(self, step: int, losses: dict[str, float]) -> dict:
+        return {"step": step, "phase": "ode" if step <= self.warmup_steps else "dmd",
+                "lr": self.student_scheduler.get_last_lr()[0], **losses}
+
+    def validate(self, step: int, saved: Path | None = None) -> dict[str, float]:
+        """Render held-out clips with the student's EMA weights (distilled sampler) on the main process."""
+        if not (self.accelerator.is_main_process and self.config.validation.get("render", True)) or self.fsdp:
+            return {}
+        with eval_mode(self.student_plain):
+            return self.render(step, saved)
+
+    def summary(self, step: int, last: dict, validation: dict) -> dict:
+        return {"step": step, "kernel_mode": self.config.akd.kernel_mode,
+                "pipeline_dir": str(self.output_dir / "pipeline"), "output_dir": str(self.output_dir),
+                "last": last, "validation": validation}
+
+
+def train(config: Config, resume_from: str | None = "latest") -> dict:
+    """Distil the teacher; returns ``{"step", "kernel_mode", "pipeline_dir", "output_dir", "last", "validation"}``."""
+    return AKDTrainer(config).train(resume_from)
 
 
 def main(argv=None) -> dict:

@@ -1,7 +1,10 @@
-"""Shared training utilities for ``train/*.py`` (VAE, teacher, AKD).
+"""The training loop and the utilities every ``train/*.py`` stage (VAE, teacher, AKD) shares.
 
-Everything a training script needs besides its loss:
-
+* **Loop** — :class:`Trainer` runs a stage: accelerator, data loader, gradient accumulation,
+  EMA, logging, checkpoints and their limit, validation every N steps, the time budget
+  (``train.max_minutes``), the final ``save_pretrained`` and ``summary.json``. A stage subclasses
+  it and adds its models (:meth:`Trainer.setup`), one micro-step (:meth:`Trainer.train_step`), its
+  validation and its final model.
 * **Config** — :func:`load_config` reads a YAML file (``base: other.yaml`` inherits and deep-merges),
   :func:`add_common_args` + :func:`config_from_args` apply command-line overrides. Configs are
   :class:`Config` objects: nested ``dict`` subclasses with attribute access (``cfg.train.max_steps``).
@@ -18,7 +21,7 @@ Everything a training script needs besides its loss:
 * **EMA** — :class:`EMA` wraps diffusers' ``EMAModel`` (registered for checkpointing, with an
   :meth:`EMA.averaged` context manager that swaps the averaged weights in temporarily).
 * **Misc** — :func:`configure_threads`, :func:`make_optimizer`, :func:`make_lr_scheduler`,
-  :func:`progress_bar`, :func:`write_json`.
+  :func:`optimizer_step`, :func:`step_generator`, :func:`progress_bar`, :func:`write_json`.
 
 Data order is not handled here: ``train/data.py`` makes batches a pure function of
 ``(seed, batch index, process)``, so resuming at step ``s`` only needs ``start_batch = s * accum``.
@@ -34,14 +37,18 @@ import os
 import re
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
+
+from .data import make_dataloader
 
 logger = logging.getLogger("asymk_talker.train")
 
@@ -349,6 +356,24 @@ def make_lr_scheduler(optimizer, config: Config, num_processes: int = 1):
     )
 
 
+def optimizer_step(accelerator, loss: torch.Tensor, model, optimizer, lr_scheduler, max_grad_norm=None) -> None:
+    """``accelerator.backward(loss)``; when gradients sync, clip them to ``max_grad_norm`` (unset or
+    0: no clipping); then the optimiser and scheduler step and ``zero_grad`` (accelerate makes them
+    no-ops while it accumulates). Call inside ``accelerator.accumulate``."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), float(max_grad_norm))
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def step_generator(seed: int, micro_step: int, rank: int) -> torch.Generator:
+    """The RNG of one micro-step on one process (noise, sigmas, dropout): resumable and per-rank distinct."""
+    state = np.random.SeedSequence([int(seed), int(micro_step), int(rank), 0x7EAC]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
 # ---------------------------------------------------------------------------------------------- EMA
 class EMA:
     """Exponential moving average of a model's parameters (diffusers ``EMAModel`` underneath).
@@ -432,6 +457,11 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, keep:
     when complete), with ``progress.json`` = ``{"step": step, **extra}``; keeps the newest ``keep``.
 
     Call on every process (FSDP saves collectively)."""
+    # Not accelerate's ProjectConfiguration(automatic_checkpoint_naming=True, total_limit=keep): it
+    # names folders checkpoint_<number of saves> (not the step, so resume could not find the step
+    # and existing step-XXXXXXX runs would not resume), writes straight into the final folder (a
+    # run killed mid-save leaves a partial folder that load_state then picks as the latest) and
+    # prunes by counting every entry of checkpoints/, temporary ones included.
     root = checkpoints_root(output_dir)
     final = root / f"step-{step:07d}"
     temporary = root / f"step-{step:07d}.tmp"
@@ -479,8 +509,6 @@ def out_of_time(accelerator, started: float, max_minutes) -> bool:
     """True on every process once any process has trained ``max_minutes`` (wall clock since
     ``started``, a ``time.perf_counter()`` value) in this run; never when ``max_minutes`` is unset.
     The loops then stop, save a checkpoint and the final model as at ``max_steps``."""
-    import time
-
     if not max_minutes:
         return False
     over = (time.perf_counter() - started) / 60 > float(max_minutes)
@@ -503,3 +531,196 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         handle.write(json.dumps(record, default=float) + "\n")
+
+
+# -------------------------------------------------------------------------------------------- loop
+def averaged_state_dict(accelerator, model, ema: EMA | None) -> dict[str, torch.Tensor]:
+    """Float32 CPU copies of the prepared ``model``'s weights with the EMA averages swapped in
+    (full tensors under FSDP; collective: call on every process). Copies, because an unsharded
+    model's state dict shares storage with the live parameters, which ``EMA.averaged`` restores."""
+    with ema.averaged(accelerator.unwrap_model(model)) if ema is not None else nullcontext():
+        return {k: v.detach().float().cpu().clone() for k, v in accelerator.get_state_dict(model).items()}
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module.eval()`` for the block, ``module.train()`` after it (validation inside training)."""
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train()
+
+
+class Trainer:
+    """The training loop every stage shares; a stage subclasses it with its models and its step.
+
+    ``Stage(config).train(resume_from)`` builds the accelerator (:func:`make_accelerator`), calls
+    :meth:`setup`, adds an :class:`EMA` of ``self.model`` when ``ema.decay`` is set (registered for
+    checkpointing), resumes (:func:`resume`), then runs optimiser steps until :meth:`total_steps`
+    or ``train.max_minutes`` of wall clock in this run:
+
+    * micro-batches come from :func:`make_dataloader` with ``start_batch`` = micro-steps done, so
+      a resumed run sees the data an uninterrupted one would; each goes through
+      :meth:`train_step` inside ``accelerator.accumulate(*self.models)``;
+    * after each optimiser step: :meth:`update_ema`; the returned losses averaged over the
+      accumulation window and the processes; :meth:`step_record` goes to ``logs/metrics.jsonl``
+      (every step, with ``time`` in seconds since the start of this run) and its float values to
+      the trackers as ``train/<key>`` (every ``logging.log_every`` steps and the last step);
+    * every ``checkpoint.every`` steps a checkpoint (the newest ``checkpoint.keep`` are kept) and
+      every ``validation.every`` steps :meth:`validate` (``logs/validation.jsonl``, trackers).
+
+    At the end, whether at ``max_steps`` or at the time budget: a checkpoint; the final model
+    (:meth:`final_model` of the EMA weights) saved with ``save_pretrained`` to
+    ``output_dir/<final_name>``; a last validation (``saved`` = that folder); ``summary.json``
+    (:meth:`summary`).
+    """
+
+    project = "asymk"                                 # tracker project name
+    final_name = "model"                              # folder of the final model in output_dir
+    logger = logging.getLogger("asymk_talker.train")
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.accelerator = None
+        self.ema: EMA | None = None
+        self.model = None          # the prepared module whose EMA weights become the final model
+        self.models: tuple = ()    # the prepared modules whose gradients accumulate (default: model)
+        self.dataset = None        # training samples; dataset[i] a pure function of (seed, i)
+
+    # --------------------------------------------------------------------------- stage hooks
+    def setup(self) -> None:
+        """Build the models, optimisers and dataset; ``accelerator.prepare`` them; set
+        ``self.model``, ``self.dataset`` and (when not just the model) ``self.models``."""
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """Progress-bar label."""
+        return self.project.removeprefix("asymk-")
+
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run."""
+        return int(self.config.train.max_steps)
+
+    def describe(self, step: int, max_steps: int) -> str:
+        """The log line before the first step."""
+        return f"{self.label}: steps {step} -> {max_steps}"
+
+    def train_step(self, batch, micro_step: int, step: int) -> dict[str, torch.Tensor]:
+        """One micro-batch at optimiser step ``step`` (0-based): forward, backward, optimiser step
+        (:func:`optimizer_step`); returns the losses to log (0-d tensors)."""
+        raise NotImplementedError
+
+    def update_ema(self, step: int) -> None:
+        """After optimiser step ``step`` (1-based): update the EMA."""
+        if self.ema is not None:
+            self.ema.step(self.accelerator.unwrap_model(self.model))
+
+    def step_record(self, step: int, losses: dict[str, float]) -> dict:
+        """The metrics record of optimiser step ``step`` from its averaged ``losses``."""
+        return {"step": step, **losses}
+
+    def validate(self, step: int, saved: Path | None = None) -> dict[str, float]:
+        """Validation scalars at ``step``, called on every process (``{}`` where there are none);
+        ``saved`` is the final model's folder after it was written."""
+        return {}
+
+    def final_model(self, state: dict[str, torch.Tensor]):
+        """The object to ``save_pretrained`` from the EMA ``state`` of ``self.model`` (main process)."""
+        raise NotImplementedError
+
+    def summary(self, step: int, last: dict, validation: dict) -> dict:
+        """``summary.json``: ``last`` merges the step records of this run, ``validation`` the last scalars."""
+        return {"step": step, "output_dir": str(self.output_dir), "last": last, "validation": validation}
+
+    # ------------------------------------------------------------------------------ the loop
+    def averaged(self, module: torch.nn.Module):
+        """Context: the EMA weights in ``module`` (the unwrapped ``self.model``); no-op without EMA."""
+        return self.ema.averaged(module) if self.ema is not None else nullcontext(module)
+
+    def run_validation(self, step: int, saved: Path | None = None) -> dict[str, float]:
+        """:meth:`validate`; the main process logs the scalars; every process waits for the others."""
+        scalars = self.validate(step, saved)
+        if scalars and self.accelerator.is_main_process:
+            self.accelerator.log(scalars, step=step)
+            append_jsonl(self.output_dir / "logs" / "validation.jsonl", {"step": step, **scalars})
+            self.logger.info("validation at step %d: %s", step,
+                             ", ".join(f"{k}={v:.4g}" for k, v in scalars.items() if isinstance(v, float)))
+        self.accelerator.wait_for_everyone()
+        return scalars
+
+    def train(self, resume_from: str | None = "latest") -> dict:
+        """Run the stage (see the class docstring); returns :meth:`summary`."""
+        config = self.config
+        accelerator = self.accelerator = make_accelerator(config, self.project)
+        self.setup()
+        self.models = tuple(self.models) or (self.model,)
+        if config.get_path("ema.decay"):
+            self.ema = EMA(accelerator.unwrap_model(self.model), decay=float(config.ema.decay),
+                           warmup=bool(config.ema.get("warmup", True)))
+            accelerator.register_for_checkpointing(self.ema)
+        step = resume(accelerator, self.output_dir, resume_from)
+
+        max_steps = self.total_steps()
+        accumulation = int(config.train.get("gradient_accumulation_steps", 1) or 1)
+        loader = make_dataloader(self.dataset, int(config.data.batch_size), accelerator=accelerator,
+                                 start_batch=step * accumulation,
+                                 num_workers=int(config.data.get("num_workers", 0) or 0))
+        log_every = int(config.logging.get("log_every", 10) or 10)
+        checkpoint_every = int(config.checkpoint.get("every", 0) or 0)
+        keep = config.checkpoint.get("keep", 3)
+        validation_every = int(config.validation.get("every", 0) or 0)
+        max_minutes = config.train.get("max_minutes")
+        metrics_path = self.output_dir / "logs" / "metrics.jsonl"
+
+        self.logger.info("%s", self.describe(step, max_steps))
+        bar = progress_bar(accelerator, max_steps, initial=step, desc=self.label)
+        micro_step, window, last = step * accumulation, {}, {}
+        started = time.perf_counter()
+        batches = iter(loader)
+        while step < max_steps:
+            batch = next(batches)
+            with accelerator.accumulate(*self.models):
+                losses = self.train_step(batch, micro_step, step)
+            micro_step += 1
+            for key, value in losses.items():
+                window.setdefault(key, []).append(value.detach().float())
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            self.update_ema(step)
+            means = torch.stack([torch.stack(values).mean() for values in window.values()])
+            record = self.step_record(step, dict(zip(window, accelerator.reduce(means, "mean").tolist())))
+            window = {}
+            last.update(record)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k.endswith("loss")})
+            if accelerator.is_main_process:
+                append_jsonl(metrics_path, {**record, "time": time.perf_counter() - started})
+            if step % log_every == 0 or step == max_steps:
+                accelerator.log({f"train/{k}": v for k, v in record.items() if isinstance(v, float)}, step=step)
+            stop = out_of_time(accelerator, started, max_minutes)
+            if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not stop:
+                save_checkpoint(accelerator, self.output_dir, step, keep=keep)
+            if validation_every and step % validation_every == 0 and step < max_steps and not stop:
+                self.run_validation(step)
+            if stop:
+                self.logger.info("time budget of %s minutes reached at step %d", max_minutes, step)
+                break
+        bar.close()
+
+        save_checkpoint(accelerator, self.output_dir, step, keep=keep)
+        final_dir = self.output_dir / self.final_name
+        state = averaged_state_dict(accelerator, self.model, self.ema)
+        if accelerator.is_main_process:
+            self.final_model(state).save_pretrained(str(final_dir))
+            self.logger.info("saved %s", final_dir)
+        accelerator.wait_for_everyone()
+        validation = self.run_validation(step, saved=final_dir)
+        summary = self.summary(step, last, validation)
+        if accelerator.is_main_process:
+            write_json(self.output_dir / "summary.json", summary)
+        accelerator.end_training()
+        return summary

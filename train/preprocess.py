@@ -27,15 +27,7 @@ under ``accelerate launch``/``torchrun`` each process takes every ``WORLD_SIZE``
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file: `accelerate launch train/preprocess.py`
-    import pathlib
-    import sys
-
-    _here = pathlib.Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _here]
-    __package__ = "asymk_talker.train"
-    import asymk_talker.train  # noqa: F401
-
+# Absolute imports: this file also runs as a script (`accelerate launch train/preprocess.py`).
 import argparse
 import json
 import logging
@@ -49,15 +41,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..asymk_core.errors import input_error
-from ..asymk_core.audio import FEATURE_RATE, SAMPLE_RATE, encode_audio, encoder_dims
-from ..asymk_core.preprocess.analyze import analyze_video
-from ..asymk_core.preprocess.decode import VideoDecodeError, iter_frames_at_fps, read_audio_track
-from ..asymk_core.preprocess.face import crop_frame
-from ..asymk_core.preprocess.options import PreprocessConfig, add_arguments  # noqa: F401 (re-exported)
-from ..asymk_core.kclg import num_latents_for_frames, video_frames_for_latents
-from ..asymk_core.vae import spatial_factor, temporal_factor
-from .data import (
+from asymk_talker.asymk_core.errors import input_error
+from asymk_talker.asymk_core.audio import FEATURE_RATE, SAMPLE_RATE, encode_audio, encoder_dims
+from asymk_talker.asymk_core.preprocess.analyze import analyze_video
+from asymk_talker.asymk_core.preprocess.decode import VideoDecodeError, iter_frames_at_fps, read_audio_track
+from asymk_talker.asymk_core.preprocess.face import crop_frame
+from asymk_talker.asymk_core.preprocess.options import PreprocessConfig, add_arguments  # noqa: F401 (re-exported)
+from asymk_talker.asymk_core.kclg import num_latents_for_frames, video_frames_for_latents
+from asymk_talker.asymk_core.vae import spatial_factor, temporal_factor
+from asymk_talker.train.data import (
     CACHE_META,
     CACHE_VERSION,
     MANIFEST,
@@ -150,11 +142,11 @@ def load_models(pipeline: str | None = None, vae: str | None = None, audio_encod
                 device: str = "cpu", dtype: str = "fp32") -> tuple:
     """``(vae, audio_encoder, feature_extractor)`` on ``device``: from a pipeline folder, or a VAE
     folder (e.g. Wan2.1's ``vae``) plus a wav2vec2 folder (or ``log-mel``)."""
-    from ..asymk_core.models.wan_init import load_audio_encoder, load_vae
+    from asymk_talker.asymk_core.models.wan_init import load_audio_encoder, load_vae
 
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     if pipeline:
-        from ..pipelines.pipeline_asymk import AsymKPipeline
+        from asymk_talker.pipelines.pipeline_asymk import AsymKPipeline
 
         pipe = AsymKPipeline.from_pretrained(pipeline)
         models = [pipe.vae, pipe.audio_encoder, pipe.feature_extractor]

@@ -24,41 +24,32 @@ metrics), and ``pipeline/``: a complete ``AsymKPipeline`` folder with the EMA we
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file: `accelerate launch train/teacher.py`
-    import pathlib
-    import sys
-
-    _here = pathlib.Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _here]
-    __package__ = "asymk_talker.train"
-    import asymk_talker.train  # noqa: F401
-
+# Absolute imports: this file also runs as a script (`accelerate launch train/teacher.py`).
 import argparse
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import DistributedType
+from diffusers import AutoencoderKLWan
 
-from ..asymk_core.sampling import ChunkConditions
-from ..asymk_core.training_losses import flow_matching_loss, sample_sigmas, touch_parameters
-from .common import (
+from asymk_talker.asymk_core.model_folder import check_components_match, preset_components
+from asymk_talker.asymk_core.models.transformer import AsymKTransformer
+from asymk_talker.asymk_core.sampling import ChunkConditions
+from asymk_talker.asymk_core.training_losses import flow_matching_loss, sample_sigmas, touch_parameters
+from asymk_talker.train.common import (
     Config,
-    EMA,
     add_common_args,
-    append_jsonl,
     config_from_args,
-    make_accelerator,
+    eval_mode,
     make_lr_scheduler,
     make_optimizer,
-    out_of_time,
-    progress_bar,
-    resume,
-    save_checkpoint,
-    write_json,
+    optimizer_step,
+    step_generator,
 )
-from .data import LatentClipDataset, SyntheticClipDataset, make_dataloader, read_cache_manifest
+from asymk_talker.train.data import make_dataloader
+from asymk_talker.train.pipeline_trainer import PipelineTrainer, build_clip_dataset, load_pipeline_parts
 
 logger = logging.getLogger("asymk_talker.train.teacher")
 
@@ -130,18 +121,9 @@ VALIDATION_SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 # ------------------------------------------------------------------------------------------ models
 def build_components(config: Config) -> tuple[dict, dict]:
     """``(components, pipeline_config)``: vae, transformer, audio_encoder, feature_extractor, scheduler."""
-    from diffusers import AutoencoderKLWan
-
-    from ..asymk_core.model_folder import check_components_match, preset_components
-    from ..asymk_core.models.transformer import AsymKTransformer
-
     model = config.model
     if model.get("pipeline"):
-        from ..pipelines.pipeline_asymk import AsymKPipeline
-
-        pipe = AsymKPipeline.from_pretrained(model.pipeline)
-        components = dict(pipe.components)
-        pipeline_config = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in components}
+        components, pipeline_config = load_pipeline_parts(model.pipeline)
     else:
         components, pipeline_config = preset_components(model.preset, seed=int(config.seed))
         if model.get("transformer_overrides"):
@@ -161,42 +143,7 @@ def build_components(config: Config) -> tuple[dict, dict]:
     return components, pipeline_config
 
 
-def build_dataset(config: Config, components: dict, split: str | None = None, seed: int | None = None):
-    data = config.data
-    window = int(components["transformer"].config.audio_window)
-    seed = int(config.seed) if seed is None else seed
-    if data.source == "cache":
-        if not data.get("cache_dir"):
-            raise ValueError("data.cache_dir is not set (build a cache with `python -m asymk_talker.train.data`)")
-        meta, _ = read_cache_manifest(data.cache_dir)
-        vae = components["vae"]
-        for key in ("latents_mean", "latents_std"):
-            if not np.allclose(meta[key], list(vae.config[key]), atol=1e-6):
-                raise ValueError(f"the latent cache {data.cache_dir} was made with another VAE normalisation ({key}); "
-                                 "rebuild it with this model's VAE or point model.vae at the VAE it was made with")
-        if meta["latent_channels"] != components["transformer"].config.latent_channels:
-            raise ValueError("the latent cache's channels do not match the transformer's latent_channels")
-        return LatentClipDataset(data.cache_dir, int(data.kernel_frames), int(data.chunk_frames), 1,
-                                 split=split or data.split, seed=seed, audio_window=window,
-                                 reference=data.get("reference", "random"), in_memory=bool(data.get("in_memory")))
-    if data.source == "synthetic":
-        synthetic = data.synthetic
-        return SyntheticClipDataset(
-            components["vae"], components["audio_encoder"], int(data.kernel_frames), int(data.chunk_frames), 1,
-            split="heldout" if (split or "train").startswith("heldout") else "train", seed=seed, audio_window=window,
-            size=int(synthetic.size), fps=float(synthetic.fps), num_identities=synthetic.get("num_identities"),
-            reference=data.get("reference", "random"), epoch_size=int(synthetic.get("epoch_size", 1000)),
-            feature_extractor=components.get("feature_extractor"))
-    raise ValueError(f"data.source must be 'cache' or 'synthetic', got {data.source!r}")
-
-
 # -------------------------------------------------------------------------------------------- loss
-def step_generator(seed: int, micro_step: int, rank: int) -> torch.Generator:
-    """The RNG of one micro-step on one process (noise, sigmas, dropout): resumable and per-rank distinct."""
-    state = np.random.SeedSequence([int(seed), int(micro_step), int(rank), 0x7EAC]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
-
-
 def prepare_conditions(batch: dict, flow: Config, generator: torch.Generator, device, dtype=torch.float32,
                        train: bool = True) -> tuple[torch.Tensor, ChunkConditions, torch.Tensor]:
     """Batch -> (clean chunk, conditions, audio_keep mask [B]); applies dropout and kernel noise if ``train``."""
@@ -246,72 +193,13 @@ def validation_loss(model, batches: list[dict], flow: Config, seed: int) -> dict
 
 
 # ------------------------------------------------------------------------------------- validation
-def make_pipeline(components: dict, transformer, pipeline_config: dict):
-    from ..pipelines.pipeline_asymk import AsymKPipeline
-
-    parts = {k: v for k, v in components.items() if k != "transformer"}
-    return AsymKPipeline(transformer=transformer, **parts, **pipeline_config)
-
-
-@torch.no_grad()
-def render_validation(pipe, config: Config, step: int, out_dir: Path) -> dict:
-    """Render held-out synthetic clips with the teacher sampler; save an mp4 and (if the eval module
-    and its probe are available) score sync / identity drift / boundary jump. Returns scalars."""
-    val = config.validation
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pipe.set_progress_bar_config(disable=True)
-    kwargs = {"num_inference_steps": int(val.num_inference_steps)}
-    if val.get("guidance_scale") is not None:
-        kwargs["guidance_scale"] = float(val.guidance_scale)
-    try:
-        from ..asymk_core.eval.evaluate import evaluation_clips, generate_with_pipeline
-    except ImportError as error:  # the eval module is optional for training
-        logger.warning("validation render skipped: %s", error)
-        return {}
-    from ..asymk_core.video_io import VideoWriter
-
-    size, fps = int(pipe.config.height), float(pipe.config.fps)
-    clips = evaluation_clips("heldout", int(val.identities), float(val.seconds), size=size, fps=fps)
-    results, renders = [], []
-    started = time.perf_counter()
-    for clip in clips:
-        sample = clip.sample()
-        frames, starts = generate_with_pipeline(pipe, sample.portrait, sample.audio, seed=0, **kwargs)
-        renders.append((frames, sample))
-        if val.get("synthetic_eval", True) and int(pipe.config.width) == size:
-            try:
-                from ..asymk_core.eval.metrics import evaluate_frames
-
-                results.append(evaluate_frames(frames, sample.tracks, sample.portrait, starts, fps=fps,
-                                               gt_frames=sample.frames))
-            except Exception as error:  # the probe is optional (e.g. assets not shipped)
-                logger.warning("validation metrics skipped: %s: %s", type(error).__name__, error)
-    elapsed = time.perf_counter() - started
-    frames, sample = renders[0]
-    # Generated | ground truth, side by side, with the clip's audio.
-    both = np.concatenate([frames, sample.frames[: len(frames)]], axis=2)
-    with VideoWriter(str(out_dir / f"step-{step:07d}.mp4"), fps, both.shape[2], both.shape[1], audio=sample.audio,
-                     audio_sample_rate=sample.sample_rate) as writer:
-        writer.write(both)
-    scalars = {"val/render_seconds": elapsed}
-    if results:
-        from ..asymk_core.eval.metrics import summarize
-
-        summary = summarize(results)
-        for key, value in summary.items():
-            if isinstance(value, (int, float)) and value is not None and key != "clips":
-                scalars[f"val/{key}"] = float(value)
-        write_json(out_dir / f"step-{step:07d}.json", {"step": step, "summary": summary})
-    return scalars
-
-
 def validation_batches(config: Config, components: dict) -> list[dict]:
     """Fixed held-out batches for :func:`validation_loss` (empty if the data has no held-out split)."""
     count = int(config.validation.get("loss_batches", 0) or 0)
     if count <= 0:
         return []
     try:
-        dataset = build_dataset(config, components, split="heldout", seed=12345)
+        dataset = build_clip_dataset(config, components, split="heldout", seed=12345)
     except ValueError as error:
         logger.info("no held-out validation loss: %s", error)
         return []
@@ -319,182 +207,90 @@ def validation_batches(config: Config, components: dict) -> list[dict]:
     return [next(loader) for _ in range(count)]
 
 
-# ---------------------------------------------------------------------------------------------- main
-def train(config: Config, resume_from: str | None = "latest") -> dict:
-    """Train the teacher; returns ``{"step", "loss", "pipeline_dir", "output_dir"}``."""
-    accelerator = make_accelerator(config, "asymk-teacher")
-    output_dir = Path(config.output_dir)
-    components, pipeline_config = build_components(config)
-    transformer = components["transformer"]
-    if config.model.get("attention_backend"):
-        transformer.set_attention_backend(config.model.attention_backend)
-    if config.model.get("gradient_checkpointing"):
-        transformer.enable_gradient_checkpointing()
-    transformer.train().requires_grad_(True)
-    device = accelerator.device
-    for name in ("vae", "audio_encoder"):
-        components[name].to(device)
+# ------------------------------------------------------------------------------------------- stage
+class TeacherTrainer(PipelineTrainer):
+    """Stage 1 on the shared loop: one flow-matching loss per micro-batch; validation = held-out
+    loss at fixed sigmas (live and EMA weights) and a rendered clip (teacher sampler)."""
 
-    dataset = build_dataset(config, components)
-    sample = dataset[0]
-    latent_h, latent_w = sample["target_latents"].shape[-2:]
-    from ..asymk_core.vae import spatial_factor
+    project = "asymk-teacher"
+    logger = logger
 
-    pipeline_config["height"] = int(latent_h) * spatial_factor(components["vae"])
-    pipeline_config["width"] = int(latent_w) * spatial_factor(components["vae"])
-
-    optimizer = make_optimizer(transformer.parameters(), config)
-    lr_scheduler = make_lr_scheduler(optimizer, config, accelerator.num_processes)
-    model, optimizer, lr_scheduler = accelerator.prepare(transformer, optimizer, lr_scheduler)
-    unwrapped = accelerator.unwrap_model(model)
-    ema = EMA(unwrapped, decay=float(config.ema.decay), warmup=bool(config.ema.get("warmup", True)))
-    accelerator.register_for_checkpointing(ema)
-    step = resume(accelerator, output_dir, resume_from)
-
-    max_steps = int(config.train.max_steps)
-    accumulation = int(config.train.get("gradient_accumulation_steps", 1) or 1)
-    batch_size = int(config.data.batch_size)
-    loader = make_dataloader(dataset, batch_size, accelerator=accelerator, start_batch=step * accumulation,
-                             num_workers=int(config.data.get("num_workers", 0) or 0))
-    # Under DDP the second (unconditional) sub-batch goes through the plain module: the wrapped
-    # model must be called once per step. FSDP needs its wrapper for every call.
-    unconditional = unwrapped if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
-    distributed = accelerator.num_processes > 1
-    from accelerate.utils import DistributedType
-
-    fsdp = accelerator.distributed_type == DistributedType.FSDP
-    val_batches = validation_batches(config, components) if accelerator.is_main_process or fsdp else []
-    metrics_path = output_dir / "logs" / "metrics.jsonl"
-    log_every = int(config.logging.get("log_every", 10) or 10)
-    checkpoint_every = int(config.checkpoint.get("every", 0) or 0)
-    validation_every = int(config.validation.get("every", 0) or 0)
-
-    logger.info("teacher: %d parameters, %d clips, batch %d x %d processes x %d accumulation, steps %d -> %d",
-                sum(p.numel() for p in unwrapped.parameters()), len(dataset), batch_size, accelerator.num_processes,
-                accumulation, step, max_steps)
-    bar = progress_bar(accelerator, max_steps, initial=step, desc="teacher")
-    micro_step = step * accumulation
-    window_losses, last_loss, started = [], float("nan"), time.perf_counter()
-    data_iter = iter(loader)
-    while step < max_steps:
-        batch = next(data_iter)
-        generator = step_generator(int(config.seed), micro_step, accelerator.process_index)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                out = training_loss(model, batch, config.flow, generator, device, unconditional)
-            loss = out.loss
-            if distributed and out.all_unconditional:
-                loss = touch_parameters(loss, unwrapped)  # DDP: every parameter needs a gradient
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and config.train.get("max_grad_norm"):
-                accelerator.clip_grad_norm_(model.parameters(), float(config.train.max_grad_norm))
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        micro_step += 1
-        window_losses.append(loss.detach())
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        ema.step(unwrapped)
-        step_loss = accelerator.reduce(torch.stack(window_losses).mean(), "mean").item()
-        window_losses = []
-        last_loss = step_loss
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.4f}")
-        record = {"step": step, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0]}
-        if accelerator.is_main_process:
-            append_jsonl(metrics_path, {**record, "time": time.perf_counter() - started})
-        if step % log_every == 0 or step == max_steps:
-            accelerator.log({"train/loss": step_loss, "train/lr": record["lr"]}, step=step)
-        stop = out_of_time(accelerator, started, config.train.get("max_minutes"))
-        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not stop:
-            save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 3))
-        if validation_every and step % validation_every == 0 and step < max_steps and not stop:
-            run_validation(accelerator, config, components, pipeline_config, model, ema, val_batches, step)
-        if stop:
-            logger.info("time budget of %s minutes reached at step %d", config.train.max_minutes, step)
-            break
-    bar.close()
-
-    save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 3))
-    pipeline_dir = output_dir / "pipeline"
-    save_final_pipeline(accelerator, config, components, pipeline_config, model, ema, pipeline_dir)
-    scalars = run_validation(accelerator, config, components, pipeline_config, model, ema, val_batches, step,
-                             pipeline_dir=pipeline_dir)
-    summary = {"step": step, "loss": last_loss, "pipeline_dir": str(pipeline_dir), "output_dir": str(output_dir),
-               "validation": scalars}
-    if accelerator.is_main_process:
-        write_json(output_dir / "summary.json", summary)
-    accelerator.end_training()
-    return summary
-
-
-def run_validation(accelerator, config, components, pipeline_config, model, ema, val_batches, step,
-                   pipeline_dir: Path | None = None) -> dict:
-    """Held-out loss (raw and EMA weights) and a rendered clip, on the main process; others wait."""
-    scalars: dict = {}
-    from accelerate.utils import DistributedType
-
-    if accelerator.distributed_type == DistributedType.FSDP:
-        # Sharded model: every rank takes part in each forward; loss on the live weights only.
-        if val_batches:
-            model.eval()
-            scalars.update(validation_loss(model, val_batches, config.flow, seed=0))
-            model.train()
-        if scalars and accelerator.is_main_process:
-            accelerator.log(scalars, step=step)
-            append_jsonl(Path(config.output_dir) / "logs" / "validation.jsonl", {"step": step, **scalars})
-        accelerator.wait_for_everyone()
-        return scalars
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.eval()
-        try:
-            if val_batches:
-                scalars.update(validation_loss(unwrapped, val_batches, config.flow, seed=0))
-                with ema.averaged(unwrapped):
-                    scalars.update({k.replace("val/", "val_ema/"): v
-                                    for k, v in validation_loss(unwrapped, val_batches, config.flow, seed=0).items()})
-            if config.validation.get("render", True):
-                if pipeline_dir is not None:
-                    from ..pipelines.pipeline_asymk import AsymKPipeline
-
-                    pipe = AsymKPipeline.from_pretrained(pipeline_dir)
-                    pipe.to(accelerator.device)
-                    scalars.update(render_validation(pipe, config, step, Path(config.output_dir) / "validation"))
-                else:
-                    with ema.averaged(unwrapped):
-                        pipe = make_pipeline(components, unwrapped, pipeline_config)
-                        scalars.update(render_validation(pipe, config, step, Path(config.output_dir) / "validation"))
-        finally:
-            unwrapped.train()
-        if scalars:
-            accelerator.log(scalars, step=step)
-            append_jsonl(Path(config.output_dir) / "logs" / "validation.jsonl", {"step": step, **scalars})
-            logger.info("validation at step %d: %s", step,
-                        ", ".join(f"{k}={v:.4g}" for k, v in scalars.items() if isinstance(v, float)))
-    accelerator.wait_for_everyone()
-    return scalars
-
-
-def save_final_pipeline(accelerator, config, components, pipeline_config, model, ema, pipeline_dir: Path) -> None:
-    """Save a complete ``AsymKPipeline`` folder with the EMA weights (gathered under FSDP)."""
-    from ..asymk_core.models.transformer import AsymKTransformer
-
-    unwrapped = accelerator.unwrap_model(model)
-    with ema.averaged(unwrapped):  # copies: the state dict may share storage with the live parameters
-        state = {k: v.detach().float().cpu().clone() for k, v in accelerator.get_state_dict(model).items()}
-    if accelerator.is_main_process:
-        transformer = AsymKTransformer.from_config(unwrapped.config)
-        transformer.load_state_dict(state)
-        pipe = make_pipeline({k: v.to("cpu") if hasattr(v, "to") else v for k, v in components.items()},
-                             transformer.eval(), pipeline_config)
-        pipe.save_pretrained(str(pipeline_dir))
+    def setup(self) -> None:
+        config, accelerator = self.config, self.accelerator
+        self.components, self.pipeline_config = build_components(config)
+        transformer = self.components["transformer"]
+        if config.model.get("attention_backend"):
+            transformer.set_attention_backend(config.model.attention_backend)
+        if config.model.get("gradient_checkpointing"):
+            transformer.enable_gradient_checkpointing()
+        transformer.train().requires_grad_(True)
         for name in ("vae", "audio_encoder"):
-            components[name].to(accelerator.device)
-        logger.info("saved pipeline %s", pipeline_dir)
-    accelerator.wait_for_everyone()
+            self.components[name].to(accelerator.device)
+        self.dataset = build_clip_dataset(config, self.components)
+        self.set_frame_size(self.dataset)
+
+        optimizer = make_optimizer(transformer.parameters(), config)
+        lr_scheduler = make_lr_scheduler(optimizer, config, accelerator.num_processes)
+        self.model, self.optimizer, self.lr_scheduler = accelerator.prepare(transformer, optimizer, lr_scheduler)
+        self.unwrapped = accelerator.unwrap_model(self.model)
+        # Under DDP the second (unconditional) sub-batch goes through the plain module: the wrapped
+        # model must be called once per step. FSDP needs its wrapper for every call.
+        self.unconditional = (self.unwrapped if isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
+                              else None)
+        self.fsdp = accelerator.distributed_type == DistributedType.FSDP
+        self.val_batches = (validation_batches(config, self.components)
+                            if accelerator.is_main_process or self.fsdp else [])
+
+    def describe(self, step: int, max_steps: int) -> str:
+        accelerator, config = self.accelerator, self.config
+        return (f"teacher: {sum(p.numel() for p in self.unwrapped.parameters())} parameters, {len(self.dataset)} "
+                f"clips, batch {int(config.data.batch_size)} x {accelerator.num_processes} processes x "
+                f"{int(config.train.get('gradient_accumulation_steps', 1) or 1)} accumulation, "
+                f"steps {step} -> {max_steps}")
+
+    def train_step(self, batch, micro_step: int, step: int) -> dict[str, torch.Tensor]:
+        accelerator = self.accelerator
+        generator = step_generator(int(self.config.seed), micro_step, accelerator.process_index)
+        with accelerator.autocast():
+            out = training_loss(self.model, batch, self.config.flow, generator, accelerator.device, self.unconditional)
+        loss = out.loss
+        if accelerator.num_processes > 1 and out.all_unconditional:
+            loss = touch_parameters(loss, self.unwrapped)  # DDP: every parameter needs a gradient
+        optimizer_step(accelerator, loss, self.model, self.optimizer, self.lr_scheduler,
+                       self.config.train.get("max_grad_norm"))
+        return {"loss": loss}
+
+    def step_record(self, step: int, losses: dict[str, float]) -> dict:
+        return {"step": step, "loss": losses["loss"], "lr": self.lr_scheduler.get_last_lr()[0]}
+
+    def validate(self, step: int, saved: Path | None = None) -> dict[str, float]:
+        flow = self.config.flow
+        if self.fsdp:  # sharded model: every rank takes part in each forward; loss on the live weights only
+            if not self.val_batches:
+                return {}
+            with eval_mode(self.model):
+                return validation_loss(self.model, self.val_batches, flow, seed=0)
+        if not self.accelerator.is_main_process:
+            return {}
+        scalars: dict = {}
+        with eval_mode(self.unwrapped):
+            if self.val_batches:
+                scalars.update(validation_loss(self.unwrapped, self.val_batches, flow, seed=0))
+                with self.averaged(self.unwrapped):
+                    ema = validation_loss(self.unwrapped, self.val_batches, flow, seed=0)
+                scalars.update({k.replace("val/", "val_ema/"): v for k, v in ema.items()})
+            if self.config.validation.get("render", True):
+                scalars.update(self.render(step, saved))
+        return scalars
+
+    def summary(self, step: int, last: dict, validation: dict) -> dict:
+        return {"step": step, "loss": last.get("loss", float("nan")), "pipeline_dir": str(self.output_dir / "pipeline"),
+                "output_dir": str(self.output_dir), "validation": validation}
+
+
+def train(config: Config, resume_from: str | None = "latest") -> dict:
+    """Train the teacher; returns ``{"step", "loss", "pipeline_dir", "output_dir", "validation"}``."""
+    return TeacherTrainer(config).train(resume_from)
 
 
 def main(argv=None) -> dict:

@@ -26,43 +26,32 @@ and the VAE is saved with ``save_pretrained`` to ``output_dir/vae``::
 
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:  # run as a file: `accelerate launch train/vae.py`
-    import pathlib
-    import sys
-
-    _here = pathlib.Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _here]
-    __package__ = "asymk_talker.train"
-    import asymk_talker.train  # noqa: F401
-
+# Absolute imports: this file also runs as a script (`accelerate launch train/vae.py`).
 import argparse
+import copy
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import AutoencoderKLWan
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch.utils.data import Dataset
 
-from ..asymk_core.synthetic.appearance import random_colour_transform
-from ..asymk_core.synthetic.corpus import random_sample
-from ..asymk_core.vae import VAE_PRESETS, use_onednn_convolutions, vae_from_preset
-from .common import (
+from asymk_talker.asymk_core.synthetic.appearance import random_colour_transform
+from asymk_talker.asymk_core.synthetic.corpus import random_sample
+from asymk_talker.asymk_core.vae import VAE_PRESETS, use_onednn_convolutions, vae_from_preset
+from asymk_talker.train.common import (
     Config,
-    EMA,
+    Trainer,
     add_common_args,
-    append_jsonl,
     config_from_args,
-    make_accelerator,
+    eval_mode,
     make_lr_scheduler,
     make_optimizer,
-    out_of_time,
-    progress_bar,
-    resume,
-    save_checkpoint,
-    write_json,
+    optimizer_step,
 )
-from .data import make_dataloader, video_tensor
+from asymk_talker.train.data import video_tensor
 
 logger = logging.getLogger("asymk_talker.train.vae")
 
@@ -191,8 +180,6 @@ def reconstruct_after_context(vae, video: torch.Tensor, context_frames: int,
     ``(reconstruction [B, 3, F - context_frames, H, W] unclamped, posterior mean, posterior logvar)``
     of those frames. With ``context_frames == 0`` this is ``vae.encode`` + :func:`decode_unclamped`.
     """
-    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-
     if vae.config.get("patch_size") is not None:
         raise ValueError("reconstruct_after_context supports Wan2.1-style VAEs (patch_size=None)")
     frames = video.shape[2]
@@ -312,9 +299,8 @@ def latent_statistics(vae, dataset: Dataset, count: int) -> tuple[list[float], l
     return [float(v) for v in mean], [float(v) for v in std]
 
 
-def build_vae(config: Config):
-    from diffusers import AutoencoderKLWan
-
+def build_vae(config: Config) -> AutoencoderKLWan:
+    """The VAE to train: ``model.pretrained`` or a fresh ``model.preset`` (seeded by ``seed``)."""
     if config.model.get("pretrained"):
         return AutoencoderKLWan.from_pretrained(config.model.pretrained)
     if config.model.preset not in VAE_PRESETS:
@@ -330,135 +316,97 @@ def build_vae(config: Config):
     return vae
 
 
-def train(config: Config, resume_from: str | None = "latest") -> dict:
-    """Train the VAE; returns ``{"step", "loss", "psnr", "vae_dir", "latents_mean", "latents_std"}``."""
-    accelerator = make_accelerator(config, "asymk-vae")
-    output_dir = Path(config.output_dir)
-    vae = build_vae(config).train()
-    data = config.data
-    context_max = int(data.get("context_frames_max", 0) or 0)
-    dataset = SyntheticVideoDataset(training_clip_frames(int(data.num_frames), context_max), int(data.size),
-                                    float(data.fps), "train", int(config.seed), data.get("num_identities"),
-                                    int(data.get("epoch_size", 10000)), data.get("variety", "classic"),
-                                    float(data.get("colour_jitter", 0.0) or 0.0))
-    val_frames = int(config.validation.get("num_frames") or config.stats.num_frames)
-    val_dataset = SyntheticVideoDataset(val_frames, int(data.size), float(data.fps), "heldout",
-                                        int(config.seed) + 1, variety=data.get("variety", "classic"))
-    val_videos = [val_dataset[i] for i in range(int(config.validation.get("clips", 4)))]
+class VAETrainer(Trainer):
+    """The VAE on the shared loop: one reconstruction loss per micro-batch (after a random causal
+    context, see the module docstring); validation = PSNR of posterior-mode reconstructions of
+    held-out clips (live and EMA weights) and a preview PNG; the saved VAE carries the latent
+    statistics of its EMA weights."""
 
-    optimizer = make_optimizer(vae.parameters(), config)
-    lr_scheduler = make_lr_scheduler(optimizer, config, accelerator.num_processes)
-    # oneDNN for the gradient-free passes (the context, validation); training passes keep the stock kernel
-    use_onednn_convolutions(vae)
-    model, optimizer, lr_scheduler = accelerator.prepare(Reconstructor(vae), optimizer, lr_scheduler)
-    unwrapped = accelerator.unwrap_model(model).vae
-    ema = None
-    if config.ema.get("decay"):
-        ema = EMA(unwrapped, decay=float(config.ema.decay), warmup=bool(config.ema.get("warmup", True)))
-        accelerator.register_for_checkpointing(ema)
-    step = resume(accelerator, output_dir, resume_from)
+    project = "asymk-vae"
+    final_name = "vae"
+    logger = logger
 
-    max_steps = int(config.train.max_steps)
-    accumulation = int(config.train.get("gradient_accumulation_steps", 1) or 1)
-    loader = make_dataloader(dataset, int(data.batch_size), accelerator=accelerator, start_batch=step * accumulation,
-                             num_workers=int(data.get("num_workers", 0) or 0))
-    max_minutes = config.train.get("max_minutes")
-    log_every = int(config.logging.get("log_every", 10) or 10)
-    checkpoint_every = int(config.checkpoint.get("every", 0) or 0)
-    validation_every = int(config.validation.get("every", 0) or 0)
-    metrics_path = output_dir / "logs" / "metrics.jsonl"
-    logger.info("VAE: %d parameters, clips of %d frames at %d px, batch %d, steps %d -> %d",
-                sum(p.numel() for p in unwrapped.parameters()), int(data.num_frames), int(data.size),
-                int(data.batch_size), step, max_steps)
+    def setup(self) -> None:
+        config, accelerator, data = self.config, self.accelerator, self.config.data
+        vae = build_vae(config).train()
+        self.context_max = int(data.get("context_frames_max", 0) or 0)
+        self.dataset = SyntheticVideoDataset(
+            training_clip_frames(int(data.num_frames), self.context_max), int(data.size), float(data.fps), "train",
+            int(config.seed), data.get("num_identities"), int(data.get("epoch_size", 10000)),
+            data.get("variety", "classic"), float(data.get("colour_jitter", 0.0) or 0.0))
+        val_frames = int(config.validation.get("num_frames") or config.stats.num_frames)
+        val_dataset = SyntheticVideoDataset(val_frames, int(data.size), float(data.fps), "heldout",
+                                            int(config.seed) + 1, variety=data.get("variety", "classic"))
+        self.val_videos = [val_dataset[i] for i in range(int(config.validation.get("clips", 4)))]
 
-    bar = progress_bar(accelerator, max_steps, initial=step, desc="vae")
-    started = time.perf_counter()
-    micro_step, pending, last = step * accumulation, [], {}
-    data_iter = iter(loader)
+        optimizer = make_optimizer(vae.parameters(), config)
+        lr_scheduler = make_lr_scheduler(optimizer, config, accelerator.num_processes)
+        # oneDNN for the gradient-free passes (the context, validation); training passes keep the stock kernel
+        use_onednn_convolutions(vae)
+        self.model, self.optimizer, self.lr_scheduler = accelerator.prepare(Reconstructor(vae), optimizer,
+                                                                            lr_scheduler)
+        self.vae = accelerator.unwrap_model(self.model).vae
+        self.latent_stats: dict = {}
 
-    def validate(at_step: int) -> dict:
-        scalars = {}
-        if accelerator.is_main_process:
-            unwrapped.eval()
-            tail_from = int(config.validation.get("tail_from") or data.num_frames)  # the streaming steady state
-            measured, reconstruction = reconstruction_psnr(unwrapped, val_videos, tail_from)
-            scalars.update({f"val/{k}": v for k, v in measured.items()})
-            if ema is not None:
-                with ema.averaged(unwrapped):
-                    measured, reconstruction = reconstruction_psnr(unwrapped, val_videos, tail_from)
-                scalars.update({f"val/{k}_ema": v for k, v in measured.items()})
-            save_preview(output_dir / "validation" / f"step-{at_step:07d}.png", val_videos[0], reconstruction)
-            unwrapped.train()
-            accelerator.log(scalars, step=at_step)
-            append_jsonl(output_dir / "logs" / "validation.jsonl", {"step": at_step, **scalars})
-            logger.info("validation at step %d: %s", at_step, scalars)
-        accelerator.wait_for_everyone()
-        return scalars
+    def describe(self, step: int, max_steps: int) -> str:
+        data = self.config.data
+        return (f"VAE: {sum(p.numel() for p in self.vae.parameters())} parameters, clips of {int(data.num_frames)} "
+                f"frames at {int(data.size)} px, batch {int(data.batch_size)}, steps {step} -> {max_steps}")
 
-    while step < max_steps:
-        video = next(data_iter).to(accelerator.device)
+    def train_step(self, video, micro_step: int, step: int) -> dict[str, torch.Tensor]:
+        config, accelerator, data = self.config, self.accelerator, self.config.data
+        video = video.to(accelerator.device)
         step_seed = np.random.SeedSequence([int(config.seed), micro_step, accelerator.process_index])
         generator = torch.Generator().manual_seed(int(step_seed.generate_state(1)[0]))
-        context_frames = draw_context_frames(np.random.default_rng(step_seed), context_max,
+        context_frames = draw_context_frames(np.random.default_rng(step_seed), self.context_max,
                                              float(data.get("no_context_probability", 0.2)))
         video = video[:, :, : training_clip_frames(int(data.num_frames), context_frames)]
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                parts = vae_loss(model, video, config.loss, generator, context_frames)
-            accelerator.backward(parts["loss"])
-            if accelerator.sync_gradients and config.train.get("max_grad_norm"):
-                accelerator.clip_grad_norm_(model.parameters(), float(config.train.max_grad_norm))
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        micro_step += 1
-        pending.append(torch.stack([parts[k].detach().float() for k in LOSS_TERMS]))
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        if ema is not None:
-            ema.step(unwrapped)
-        values = accelerator.reduce(torch.stack(pending).mean(0), "mean").tolist()
-        pending = []
-        last = dict(zip(LOSS_TERMS, values))
-        bar.update(1)
-        bar.set_postfix(loss=f"{last['loss']:.4f}")
-        if accelerator.is_main_process:
-            append_jsonl(metrics_path, {"step": step, **last, "lr": lr_scheduler.get_last_lr()[0],
-                                        "time": time.perf_counter() - started})
-        if step % log_every == 0:
-            accelerator.log({f"train/{k}": v for k, v in last.items()}, step=step)
-        stop = out_of_time(accelerator, started, max_minutes)
-        if checkpoint_every and step % checkpoint_every == 0 and step < max_steps and not stop:
-            save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 2))
-        if validation_every and step % validation_every == 0 and step < max_steps:
-            validate(step)
-        if stop:
-            logger.info("time budget of %s minutes reached at step %d", max_minutes, step)
-            break
-    bar.close()
-    save_checkpoint(accelerator, output_dir, step, keep=config.checkpoint.get("keep", 2))
-    scalars = validate(step)
+        with accelerator.autocast():
+            parts = vae_loss(self.model, video, config.loss, generator, context_frames)
+        optimizer_step(accelerator, parts["loss"], self.model, self.optimizer, self.lr_scheduler,
+                       config.train.get("max_grad_norm"))
+        return {k: parts[k] for k in LOSS_TERMS}
 
-    vae_dir = output_dir / "vae"
-    summary = {"step": step, "loss": last.get("loss"), "psnr": scalars.get("val/psnr_ema", scalars.get("val/psnr")),
-               "vae_dir": str(vae_dir)}
-    if accelerator.is_main_process:
-        if ema is not None:
-            ema.copy_to(unwrapped)
-        unwrapped.eval()
+    def step_record(self, step: int, losses: dict[str, float]) -> dict:
+        return {"step": step, **losses, "lr": self.lr_scheduler.get_last_lr()[0]}
+
+    def validate(self, step: int, saved: Path | None = None) -> dict[str, float]:
+        if not self.accelerator.is_main_process:
+            return {}
+        tail_from = int(self.config.validation.get("tail_from") or self.config.data.num_frames)  # the steady state
+        with eval_mode(self.vae):
+            measured, reconstruction = reconstruction_psnr(self.vae, self.val_videos, tail_from)
+            scalars = {f"val/{k}": v for k, v in measured.items()}
+            if self.ema is not None:
+                with self.ema.averaged(self.vae):
+                    measured, reconstruction = reconstruction_psnr(self.vae, self.val_videos, tail_from)
+                scalars.update({f"val/{k}_ema": v for k, v in measured.items()})
+            save_preview(self.output_dir / "validation" / f"step-{step:07d}.png", self.val_videos[0], reconstruction)
+        return scalars
+
+    def final_model(self, state: dict[str, torch.Tensor]) -> AutoencoderKLWan:
+        """A copy of the VAE with the EMA weights and their latent statistics (``latents_mean``,
+        ``latents_std`` of ``stats.clips`` clips of ``stats.num_frames`` frames) in its config."""
+        config, data = self.config, self.config.data
+        vae = copy.deepcopy(self.vae).eval()
+        vae.load_state_dict({k.removeprefix("vae."): v for k, v in state.items()})
         stats_data = SyntheticVideoDataset(int(config.stats.num_frames), int(data.size), float(data.fps), "train",
                                            int(config.seed) + 2, variety=data.get("variety", "classic"))
-        mean, std = latent_statistics(unwrapped, stats_data, int(config.stats.clips))
-        unwrapped.register_to_config(latents_mean=mean, latents_std=std)
-        unwrapped.save_pretrained(str(vae_dir))
-        summary.update(latents_mean=mean, latents_std=std)
-        write_json(output_dir / "summary.json", summary)
-        logger.info("saved VAE %s (latents_mean %s, latents_std %s)", vae_dir,
-                    [round(v, 3) for v in mean], [round(v, 3) for v in std])
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return summary
+        mean, std = latent_statistics(vae, stats_data, int(config.stats.clips))
+        vae.register_to_config(latents_mean=mean, latents_std=std)
+        self.latent_stats = {"latents_mean": mean, "latents_std": std}
+        self.logger.info("VAE latents_mean %s, latents_std %s", [round(v, 3) for v in mean], [round(v, 3) for v in std])
+        return vae
+
+    def summary(self, step: int, last: dict, validation: dict) -> dict:
+        return {"step": step, "loss": last.get("loss"),
+                "psnr": validation.get("val/psnr_ema", validation.get("val/psnr")),
+                "vae_dir": str(self.output_dir / "vae"), **self.latent_stats}
+
+
+def train(config: Config, resume_from: str | None = "latest") -> dict:
+    """Train the VAE; returns ``{"step", "loss", "psnr", "vae_dir", "latents_mean", "latents_std"}``."""
+    return VAETrainer(config).train(resume_from)
 
 
 def main(argv=None) -> dict:
