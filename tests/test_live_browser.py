@@ -73,25 +73,44 @@ async def devtools_page(port: int, deadline: float):
     raise AssertionError("Chromium's DevTools endpoint did not come up")
 
 
-async def drive_page(debug_port: int) -> dict:
+async def drive_page(debug_port: int, files: dict | None = None, start: str = "mic") -> dict:
+    """Open the page, set ``files`` (input id -> path), press ``start``, wait for 25+ frames drawn."""
     deadline = time.monotonic() + 50
     url = await devtools_page(debug_port, deadline)
     async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as devtools:
         counter = iter(range(1, 10_000))
 
-        async def evaluate(expression: str):
+        async def call(method: str, **params):
             ident = next(counter)
-            await devtools.send_json({"id": ident, "method": "Runtime.evaluate",
-                                      "params": {"expression": expression, "returnByValue": True, "awaitPromise": True}})
+            await devtools.send_json({"id": ident, "method": method, "params": params})
             while True:
                 reply = json.loads((await devtools.receive(timeout=30)).data)
                 if reply.get("id") == ident:
-                    return reply["result"]["result"].get("value")
+                    assert "error" not in reply, reply
+                    return reply["result"]
+
+        async def evaluate(expression: str):
+            result = await call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+            return result["result"].get("value")
 
         while await evaluate("document.querySelectorAll('#portraits button').length") in (None, 0):
             assert time.monotonic() < deadline, "the page did not load its portraits"
             await asyncio.sleep(0.2)
-        await evaluate("document.getElementById('mic').click()")
+        errors = []
+        for element, path in (files or {}).items():
+            document = await call("DOM.getDocument")
+            node = await call("DOM.querySelector", nodeId=document["root"]["nodeId"], selector=f"#{element}")
+            await call("DOM.setFileInputFiles", files=[str(path)], nodeId=node["nodeId"])
+            await evaluate(f"document.getElementById('{element}').dispatchEvent(new Event('change'))")
+            if element == "upload":  # a bad portrait: its message must reach the page
+                await evaluate(f"document.getElementById('{start}').click()")
+                while not (message := await evaluate("document.getElementById('error').textContent")):
+                    assert time.monotonic() < deadline, "no error message for the bad upload"
+                    await asyncio.sleep(0.2)
+                errors.append(message)
+                await evaluate("document.querySelector('#portraits button').click();"
+                               "document.getElementById('upload').value = ''")
+        await evaluate(f"document.getElementById('{start}').click()")
         canvas = ("(() => { const c = document.getElementById('video'); const d = c.getContext('2d')"
                   ".getImageData(0, 0, c.width, c.height).data; let h = 0; for (let i = 0; i < d.length; i++)"
                   " h = (h * 31 + d[i]) >>> 0; return h; })()")
@@ -107,16 +126,14 @@ async def drive_page(debug_port: int) -> dict:
                 first = (status["shown"], await evaluate(canvas))
             if first and status["shown"] >= first[0] + 25 and status["latency"].endswith("ms"):
                 return {"first": first, "last": (status["shown"], await evaluate(canvas)), "state": status["state"],
-                        "latency": status["latency"]}
+                        "latency": status["latency"], "errors": errors}
             await asyncio.sleep(0.25)
     raise AssertionError(f"frames did not keep arriving: {status}")
 
 
-def test_page_shows_live_frames_from_the_fake_microphone(tmp_path, speech):
+def run_browser(tmp_path, wav, **scenario) -> dict:
     pipe = AsymKPipeline.from_preset("tiny", seed=0)
     pipe.set_progress_bar_config(disable=True)
-    wav = tmp_path / "speech.wav"
-    write_wav(wav, speech(8.0, sample_rate=48000))
     port, debug_port = free_port(), free_port()
     with ServerThread(pipe, port):
         browser = subprocess.Popen(
@@ -126,14 +143,33 @@ def test_page_shows_live_frames_from_the_fake_microphone(tmp_path, speech):
              "--autoplay-policy=no-user-gesture-required", f"http://127.0.0.1:{port}/"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            result = asyncio.run(drive_page(debug_port))
+            return asyncio.run(drive_page(debug_port, **scenario))
         finally:
             browser.terminate()
             try:
                 browser.wait(10)
             except subprocess.TimeoutExpired:
                 browser.kill()
+
+
+def check_frames_were_drawn(result: dict) -> None:
     assert result["last"][0] > result["first"][0] + 20  # the frame counter grows
     assert result["last"][1] != result["first"][1]  # and the canvas shows new pixels
-    assert result["state"].startswith("live")
-    assert result["latency"].endswith(" ms")  # speech from the microphone came back as speaking frames
+    assert result["latency"].endswith(" ms")  # speech came back as speaking frames, with its latency
+
+
+def test_page_shows_live_frames_from_the_fake_microphone(tmp_path, speech):
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, speech(8.0, sample_rate=48000))
+    result = run_browser(tmp_path, wav)
+    check_frames_were_drawn(result)
+    assert result["state"] == "live: listening to the microphone"
+
+
+def test_page_reports_a_bad_portrait_then_streams_an_audio_file(tmp_path, speech):
+    wav, not_an_image = tmp_path / "speech.wav", tmp_path / "portrait.png"
+    write_wav(wav, speech(8.0, sample_rate=22050), rate=22050)
+    not_an_image.write_text("this is not an image")
+    result = run_browser(tmp_path, wav, files={"audio-file": wav, "upload": not_an_image}, start="stream-file")
+    assert result["errors"] == ["`portrait`: the upload is not an image. Fix: upload a PNG, JPEG or WebP portrait."]
+    check_frames_were_drawn(result)
