@@ -122,7 +122,9 @@ class LiveAudioTimeline:
             utterance.closed = True
 
     def interrupt(self, next_frame: int) -> None:
-        """Drop all queued speech: utterances not yet placed, and the placed one from ``next_frame`` on."""
+        """Drop all queued speech: utterances not yet placed, and the placed one from ``next_frame`` on
+        (or from the end of the last chunk already planned, which keeps the audio its frames play)."""
+        next_frame = max([next_frame] + [first + len(sources) for first, sources in self.planned.items()])
         kept = deque()
         for utterance in self.utterances:
             if utterance.start_frame is not None and utterance.start_frame < next_frame:

@@ -167,3 +167,18 @@ def test_closed_session_refuses_input(tiny_pipe, portrait_array, speech):
     with pytest.raises(RuntimeError, match="closed"):
         live.push(speech(0.2), SAMPLE_RATE)
     assert list(live.frames(timeout=5)) == []
+
+
+def test_interrupt_keeps_the_audio_of_a_chunk_already_being_generated(tiny_pipe, speech):
+    from asymk_talker.asymk_core.audio import silence_features
+    from asymk_talker.asymk_core.live_audio import LiveAudioTimeline
+
+    timeline = LiveAudioTimeline(tiny_pipe.audio_encoder, None, 25.0, 5, silence_features(tiny_pipe.audio_encoder))
+    audio = speech(3.0)
+    timeline.push(audio, now=0.0)
+    sources = timeline.plan(0, CHUNK)  # the worker planned chunk 0 and is denoising it
+    timeline.interrupt(next_frame=0)  # the session's next chunk index was still 0
+    played = np.concatenate([timeline.frame_audio(source, frame)[0] for frame, source in enumerate(sources)])
+    assert all(source.utterance is not None for source in sources)
+    assert np.array_equal(played, audio[: played.size])  # the lips and their sound stay together
+    assert not any(source.utterance for source in timeline.plan(CHUNK, CHUNK))  # and the rest is dropped
