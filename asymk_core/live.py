@@ -72,8 +72,8 @@ class LiveSession:
     Use as a context manager (``with pipe.live(image) as live: ...``); :meth:`close` stops the
     worker. ``reference_latents``: TRE latents ``[1, C, kernel + chunk, h, w]``. ``clock``: seconds,
     monotonic (``time.monotonic``). ``context_frames``: encoder look-ahead in 20 ms feature frames
-    (default 2, exact for the log-mel encoder; 10 for transformer encoders). ``jitter_seconds``:
-    arrived speech held back when an utterance starts, absorbing late blocks (default 0.08 s in
+    (default 1, exact for the log-mel encoder; 10 for transformer encoders). ``jitter_seconds``:
+    arrived speech held back when an utterance starts, absorbing late blocks (default 0.04 s in
     real time, 0 otherwise).
     """
 
@@ -89,10 +89,10 @@ class LiveSession:
         self.frames_per_chunk = self.plan.video_frames_per_chunk
         self.chunk_seconds = self.frames_per_chunk / self.fps
         if context_frames is None:
-            context_frames = 2 if type(audio_encoder).__name__ == "LogMelAudioEncoder" else 10
+            context_frames = 1 if type(audio_encoder).__name__ == "LogMelAudioEncoder" else 10
         silence = silence_features(audio_encoder, feature_extractor)
         if jitter_seconds is None:
-            jitter_seconds = 0.08 if self.realtime else 0.0
+            jitter_seconds = 0.04 if self.realtime else 0.0
         self.timeline = LiveAudioTimeline(audio_encoder, feature_extractor, self.fps, audio_window, silence,
                                           context_frames=context_frames,
                                           jitter_frames=int(round(jitter_seconds * self.fps)))
@@ -109,6 +109,7 @@ class LiveSession:
         self._resamplers: dict[int, BlockResampler] = {}
         self._rate: int | None = None
         self._next_chunk = 0
+        self._mute_before = 0  # frames before this index made after an interrupt play silence
         self._finished = False  # every frame of the stream has been generated (after end())
         self._closed = False
         self._error: BaseException | None = None
@@ -141,12 +142,17 @@ class LiveSession:
         self._wake.set()
 
     def interrupt(self) -> None:
-        """Drop the queued speech; the avatar returns to idle from the next chunk not yet generated."""
+        """Stop talking now: the queued speech is dropped, the frames still to be shown from it play
+        silence (so the voice stops at once), and the face is idle from the next chunk not yet
+        generated."""
         with self._lock:
             self._check_open("interrupt")
             self._resamplers.clear()
             self._rate = None
-            self.timeline.interrupt(self._next_chunk * self.frames_per_chunk)
+            planned_end = self.timeline.interrupt(self._next_chunk * self.frames_per_chunk)
+            self._mute_before = max(self._mute_before, planned_end)
+            for frame in self._queue:
+                frame.audio = np.zeros_like(frame.audio)
         self._wake.set()
 
     def end(self) -> None:
@@ -238,6 +244,8 @@ class LiveSession:
                         self._finished = True
                         break
                     audio, pushed_at = self.timeline.frame_audio(source, frame)
+                    if frame < self._mute_before:
+                        audio = np.zeros_like(audio)
                     produced.append(LiveFrame(frame, frame / self.fps, image, audio, source.utterance is not None,
                                               pushed_at))
                     frame += 1

@@ -89,14 +89,14 @@ class LiveAudioTimeline:
 
     ``windows(start, n)`` plans the chunk of frames ``[start, start + n)`` (placing, continuing or
     cutting utterances with the audio that has arrived) and returns float32 ``[n, W, L, D]``.
-    ``context_frames``: feature frames of audio the encoder needs past the last one used (2 is
+    ``context_frames``: feature frames of audio the encoder needs past the last one used (1 is
     exact for the log-mel encoder; more approximates a transformer encoder's context).
     ``jitter_frames``: video frames of arrived speech held back when an utterance is placed, so
     audio that arrives a little late (network, audio callbacks) does not cut it.
     """
 
     def __init__(self, audio_encoder, feature_extractor, fps: float, window: int, silence: torch.Tensor,
-                 context_frames: int = 2, jitter_frames: int = 0):
+                 context_frames: int = 1, jitter_frames: int = 0):
         self.audio_encoder, self.feature_extractor = audio_encoder, feature_extractor
         self.fps, self.window, self.context_frames = float(fps), int(window), int(context_frames)
         self.jitter_frames = int(jitter_frames)
@@ -121,9 +121,9 @@ class LiveAudioTimeline:
         for utterance in self.utterances:
             utterance.closed = True
 
-    def interrupt(self, next_frame: int) -> None:
+    def interrupt(self, next_frame: int) -> int:
         """Drop all queued speech: utterances not yet placed, and the placed one from ``next_frame`` on
-        (or from the end of the last chunk already planned, which keeps the audio its frames play)."""
+        (or from the end of the last chunk already planned). Returns the first frame that is idle."""
         next_frame = max([next_frame] + [first + len(sources) for first, sources in self.planned.items()])
         kept = deque()
         for utterance in self.utterances:
@@ -131,6 +131,7 @@ class LiveAudioTimeline:
                 self._cut(utterance, next_frame - utterance.start_frame)
                 kept.append(utterance)
         self.utterances = kept
+        return next_frame
 
     @property
     def pending(self) -> bool:

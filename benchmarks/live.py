@@ -5,7 +5,7 @@ bundled example speech, cut to 2-4 s) separated by 1-3 s without audio (idle); e
 utterance is interrupted halfway (the feeder stops and calls ``interrupt()``). The main thread reads
 ``live.frames()``. Measured: time from an utterance's first sample to its first shown frame,
 audio-to-frame latency (p50/p95, each speaking frame's show time minus the push time of its first
-sample), interrupt-to-idle time, dropped/duplicated frames and stalls, and the A/V offset at the
+sample), interrupt-to-silence and interrupt-to-idle-face times, dropped/duplicated frames and stalls, and the A/V offset at the
 end (audio handed out with the frames vs the frames' duration, and the show clock vs the media
 clock)::
 
@@ -87,11 +87,15 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
         after = np.nonzero(speaking & (pushed_at >= pushed - 1e-6))[0]
         if after.size:
             first_frames.append(shown[after[0]] - pushed)
-    to_idle = []
+    silent = np.array([not frame.audio.any() for frame, _ in records])
+    to_idle, to_silence = [], []
     for when in interrupts:
         after = np.nonzero((shown > when) & ~speaking)[0]
         if after.size:
             to_idle.append(shown[after[0]] - when)
+        after = np.nonzero((shown > when) & silent)[0]
+        if after.size:
+            to_silence.append(shown[after[0]] - when)
     fps = pipe.config.fps if hasattr(pipe.config, "fps") else 25.0
     audio_out = sum(frame.audio.size for frame, _ in records) / 16000
     media = len(records) / fps
@@ -103,6 +107,8 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
         "latency_s": {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
                       "max": float(latencies.max())},
         "interrupt_to_idle_s": {"median": float(np.median(to_idle)), "max": float(np.max(to_idle))} if to_idle else None,
+        "interrupt_to_silence_s": {"median": float(np.median(to_silence)), "max": float(np.max(to_silence))}
+        if to_silence else None,
         "dropped_frames": int(np.sum(np.diff(indices) - 1)) + stats["dropped_frames"],
         "duplicated_frames": int(np.sum(np.diff(indices) == 0)),
         "late_frames": stats["late_frames"], "stalls": stats["stalls"],

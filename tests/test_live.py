@@ -99,7 +99,8 @@ def test_interrupt_returns_to_idle_at_the_next_chunk(tiny_pipe, portrait_array, 
         live.interrupt()
         rest = list(itertools.islice(stream, 3 * CHUNK))
         speaking = [frame.speaking for frame in rest]
-        assert all(speaking[: CHUNK - CHUNK // 2])  # the chunk being shown finishes
+        assert all(speaking[: CHUNK - CHUNK // 2])  # the chunk being shown finishes its lip motion,
+        assert not any(frame.audio.any() for frame in rest)  # but the voice stops at once
         assert not any(speaking[CHUNK - CHUNK // 2:])  # then idle: within one chunk
         live.push(speech(0.4, seed=3), SAMPLE_RATE)  # and it can speak again
         assert any(frame.speaking for frame in itertools.islice(stream, 3 * CHUNK))
