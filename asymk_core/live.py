@@ -3,7 +3,7 @@
 A :class:`LiveSession` runs the KCLG chunk loop (:func:`asymk_core.generation.generate_chunks`)
 without an end: each chunk is planned from the speech pushed so far
 (:class:`asymk_core.live_audio.LiveAudioTimeline`) when it must be generated, and idle chunks
-(silence features: closed mouth, the model's own blinks and sway) fill the gaps, so the video never
+(silence features: a closed mouth and the model's own idle motion) fill the gaps, so the video never
 freezes. Frames are decoded one latent frame at a time and come out with their timestamps and the
 16 kHz audio they play.
 
