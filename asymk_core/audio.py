@@ -19,7 +19,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from .errors import InputError, input_error
-from .files import check_input_file
+from .files import check_input_file, ffmpeg_path
 from .kclg import audio_frame_centres, audio_window_index
 
 logger = logging.getLogger("asymk_talker.audio")
@@ -273,7 +273,7 @@ def _read_pyav(path: Path, argument: str, max_seconds: float) -> _MonoTo16k:
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(ffmpeg_path(path))
     except Exception as exc:
         raise input_error(argument, f"{path} is not a readable audio file ({type(exc).__name__})",
                           "pass an intact wav/flac/ogg/mp3/m4a/mp4 file") from None

@@ -33,6 +33,12 @@ def apply_umask_to_weights(folder: str | os.PathLike) -> None:
             os.chmod(path, mode)
 
 
+def ffmpeg_path(path: str | os.PathLike) -> str:
+    """A local file path as FFmpeg must be given it: absolute, so that a name such as ``pipe:1.mp4``
+    or ``http:x.wav`` is read as a file in the current folder, never as an FFmpeg protocol."""
+    return os.path.abspath(os.fspath(path))
+
+
 def check_input_file(source, path: Path, argument: str, what: str) -> None:
     """Refuse what cannot be read as an input file, before anything opens it.
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, input_error
+from .files import ffmpeg_path
 from .locks import LockHeld, LockUnsupported, OwnerLock, take_if_abandoned
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
@@ -250,7 +251,7 @@ class VideoWriter:
             self._owner = _claim_partial(self.partial_path)
             with open(self.partial_path, "xb"):
                 pass
-            self._container = av.open(str(self.partial_path), mode="w",
+            self._container = av.open(ffmpeg_path(self.partial_path), mode="w",
                                       format=VIDEO_SUFFIXES[self.path.suffix.lower()])
         except (OSError, av.FFmpegError) as exc:
             self._remove_partial()
@@ -497,7 +498,7 @@ def _open_input(path, argument: str = "path"):
     if source.is_dir():
         raise input_error(argument, f"{source} is a folder", "pass a video file")
     try:
-        return av.open(str(source))
+        return av.open(ffmpeg_path(source))
     except (OSError, av.FFmpegError) as exc:
         raise input_error(argument, f"{source} is not a readable video ({type(exc).__name__})",
                           "pass an intact mp4/mkv/mov file") from None

@@ -258,3 +258,20 @@ def test_two_writers_of_one_output_in_one_process_keep_their_own_partials(tmp_pa
     second.abort()
     assert probe_video(output)["num_frames"] == 2
     assert [p.name for p in tmp_path.iterdir()] == [output.name]
+
+
+def test_names_that_look_like_ffmpeg_protocols_are_plain_files(tmp_path, monkeypatch):
+    """``pipe:1.mp4`` is a file in the current folder, never FFmpeg's stdout; ``pipe:0.m4a`` is read
+    from the file, never from stdin."""
+    from asymk_talker.asymk_core.audio import load_audio
+    from test_audio import write_pyav
+
+    monkeypatch.chdir(tmp_path)
+    speech = (0.5 * np.sin(np.linspace(0, 400 * np.pi, 16000))).astype(np.float32)
+    write_pyav(tmp_path / "pipe:0.m4a", speech, 16000, "aac")
+    assert load_audio("pipe:0.m4a").size > 15000
+    frames = np.full((8, 32, 32, 3), 0.5, np.float32)
+    with VideoWriter("pipe:1.mp4", 25.0, 32, 32) as writer:
+        writer.write(frames)
+    assert (tmp_path / "pipe:1.mp4").stat().st_size > 0
+    assert read_video(tmp_path / "pipe:1.mp4")[0].shape[0] == 8

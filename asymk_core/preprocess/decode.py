@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..files import ffmpeg_path
 
 
 class VideoDecodeError(RuntimeError):
@@ -29,7 +30,7 @@ def _open(path):
     if not source.is_file():
         raise VideoDecodeError(f"{source} does not exist or is not a file")
     try:
-        return av.open(str(source))
+        return av.open(ffmpeg_path(source))
     except (OSError, av.FFmpegError) as exc:
         raise VideoDecodeError(f"cannot open {source.name}: {type(exc).__name__}: {exc}") from None
 
