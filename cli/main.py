@@ -77,14 +77,54 @@ def cmd_generate(args) -> int:
         return _render(args, device, dtype, generator, checkpoint_every)
 
 
-def _render(args, device, dtype, generator, checkpoint_every: int) -> int:
-    """The body of ``generate`` once its flags are checked: load, render, report."""
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure (torch's OutOfMemoryError, MemoryError, or the
+    RuntimeError a CPU allocator raises)."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    text = str(error).lower()
+    return "out of memory" in text or "not enough memory" in text or "can't allocate memory" in text
+
+
+def _generate(args, session, waveform, checkpoint_every: int, started: float) -> tuple[int, int | None]:
+    """Stream the session into ``--output`` with a progress bar; returns the frames written and the
+    chunk a resumed render continued at."""
     from tqdm.auto import tqdm
 
+    from ..asymk_core.audio import SAMPLE_RATE
+    from ..asymk_core.render_state import render_resumable
+    from ..asymk_core.video_io import write_chunks
+
+    fps, plan = session.settings.fps, session.plan
+    with tqdm(total=plan.num_frames, unit="frame", desc="generate", disable=args.quiet) as bar:
+        if args.resume:
+            def on_chunk(index, num_chunks, frames_written, frames):
+                bar.update(frames_written - bar.n)
+                rate = bar.n / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(chunk=f"{index + 1}/{num_chunks}", fps=f"{rate:.1f}")
+
+            result = render_resumable(session, args.output, checkpoint_every=checkpoint_every, argument="--output",
+                                      resume_argument="--resume", on_chunk=on_chunk)
+            frames_written, resumed_from = result["num_frames"], result["resumed_from"]
+        else:
+            def on_chunk(chunk, frames, writer):
+                bar.update(len(frames))
+                rate = writer.frames_written / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(chunk=f"{chunk.chunk.index + 1}/{plan.num_chunks}", fps=f"{rate:.1f}",
+                                rtf=f"{rate / fps:.2f}x")
+
+            writer = write_chunks(session.chunks(), args.output, fps, session.settings.width, session.settings.height,
+                                  audio=waveform, audio_sample_rate=SAMPLE_RATE, argument="--output",
+                                  on_chunk=on_chunk)
+            frames_written, resumed_from = writer.frames_written, None
+    return frames_written, resumed_from
+
+
+def _render(args, device, dtype, generator, checkpoint_every: int) -> int:
+    """The body of ``generate`` once its flags are checked: load, render, report."""
     from ..asymk_core.audio import SAMPLE_RATE, load_audio
     from ..asymk_core.image import load_image
-    from ..asymk_core.render_state import render_resumable, resume_folder
-    from ..asymk_core.video_io import write_chunks
+    from ..asymk_core.render_state import resume_folder
 
     image = load_image(args.image, argument="--image")
     waveform = load_audio(args.audio, argument="--audio")
@@ -96,32 +136,22 @@ def _render(args, device, dtype, generator, checkpoint_every: int) -> int:
         chunk_frames=args.chunk_frames, kernel_frames=args.kernel_frames, sampler=args.sampler,
         generator=generator,
     )
-    fps, plan = session.settings.fps, session.plan
+    fps = session.settings.fps
     started = time.perf_counter()
-    with tqdm(total=plan.num_frames, unit="frame", desc="generate", disable=args.quiet) as bar:
-        if args.resume:
-            def on_chunk(index, num_chunks, frames_written, frames):
-                bar.update(frames_written - bar.n)
-                rate = bar.n / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(chunk=f"{index + 1}/{num_chunks}", fps=f"{rate:.1f}")
-
-            result = render_resumable(session, args.output, checkpoint_every=checkpoint_every, argument="--output",
-                                      resume_argument="--resume", on_chunk=on_chunk)
-            frames_written = result["num_frames"]
-        else:
-            def on_chunk(chunk, frames, writer):
-                bar.update(len(frames))
-                rate = writer.frames_written / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(chunk=f"{chunk.chunk.index + 1}/{plan.num_chunks}", fps=f"{rate:.1f}",
-                                rtf=f"{rate / fps:.2f}x")
-
-            writer = write_chunks(session.chunks(), args.output, fps, session.settings.width, session.settings.height,
-                                  audio=waveform, audio_sample_rate=SAMPLE_RATE, argument="--output",
-                                  on_chunk=on_chunk)
-            frames_written = writer.frames_written
+    try:
+        frames_written, resumed_from = _generate(args, session, waveform, checkpoint_every, started)
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        settings = session.settings
+        raise input_error("--height", f"out of memory while rendering {settings.width}x{settings.height}, "
+                          f"{settings.chunk_frames} latent frames per chunk, on {device} "
+                          f"({type(error).__name__}); nothing was written",
+                          "lower --height/--width or --chunk-frames, use --dtype bf16 on a GPU, or free memory "
+                          "used by other programs") from None
     elapsed = time.perf_counter() - started
     if args.resume:
-        resumed = f", resumed at chunk {result['resumed_from']}" if result["resumed_from"] else ""
+        resumed = f", resumed at chunk {resumed_from}" if resumed_from else ""
         print(f"wrote {args.output}: {frames_written} frames at {fps:g} fps ({frames_written / fps:.2f} s) in "
               f"{elapsed:.1f} s on {device}{resumed} (progress folder {resume_folder(args.output)} removed)")
     else:

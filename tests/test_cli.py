@@ -148,3 +148,28 @@ def test_saved_model_is_readable_by_another_user():
         assert os.waitstatus_to_exitcode(status) == 0, "user nobody could not read the saved weights"
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: not enough memory: you tried "
+                                                               "to allocate 68719476736 bytes")])
+def test_out_of_memory_mid_render_is_one_line_and_leaves_nothing(model_dir, inputs, tmp_path, monkeypatch, capsys,
+                                                                  error):
+    from asymk_talker.asymk_core import generation
+
+    real, calls = generation.sample_chunk_teacher, []
+
+    def failing_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "sample_chunk_teacher", failing_on_the_second_chunk)
+    image, audio = inputs
+    output = tmp_path / "out.mp4"
+    code = main(["generate", "--model", str(model_dir), "--image", str(image), "--audio", str(audio),
+                 "--output", str(output), "--steps", "2", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "out of memory while rendering 32x32" in err and "Fix: lower --height/--width" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "speech.wav"]  # no output, no partial
