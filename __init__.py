@@ -22,10 +22,20 @@ _LAZY_EXPORTS = {
 }
 
 __all__ = [*_LAZY_EXPORTS, "comfy_entrypoint", "__version__"]
+_warned: list = []
 
 
 def __getattr__(name: str):
     if name in _LAZY_EXPORTS:
+        from .asymk_core.environment import BROKEN_TORCHAUDIO_FIX, hide_broken_torchaudio
+
+        broken = hide_broken_torchaudio()  # a torchaudio built for another torch would break transformers
+        if broken and not _warned:
+            import logging
+
+            logging.getLogger("asymk_talker").warning("the installed torchaudio does not import (%s). %s.", broken,
+                                                      BROKEN_TORCHAUDIO_FIX)
+            _warned.append(True)
         module = importlib.import_module(_LAZY_EXPORTS[name], __name__)
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

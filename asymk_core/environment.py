@@ -20,11 +20,15 @@ BROKEN_TORCHAUDIO_FIX = ("AsymK does not need torchaudio and now treats it as ab
                          "or uninstall it (`pip uninstall torchaudio`)")
 
 
+_hidden_because: str | None = None
+
+
 def hide_broken_torchaudio() -> str | None:
     """If ``torchaudio`` is installed but its import fails, mark it absent in ``sys.modules`` and
-    return why (``"OSError: ..."``); ``None`` when it imports, is absent, or was already handled."""
+    return why (``"OSError: ..."``, again on later calls); ``None`` when it imports or is absent."""
+    global _hidden_because
     if "torchaudio" in sys.modules:  # imported fine already, or already hidden
-        return None
+        return _hidden_because if sys.modules["torchaudio"] is None else None
     try:
         if importlib.util.find_spec("torchaudio") is None:
             return None
@@ -38,4 +42,5 @@ def hide_broken_torchaudio() -> str | None:
             del sys.modules[name]
         sys.modules["torchaudio"] = None  # `import torchaudio` -> ImportError; find_spec -> None
         first_line = str(error).splitlines()[0] if str(error) else ""
-        return f"{type(error).__name__}: {first_line}"
+        _hidden_because = f"{type(error).__name__}: {first_line}"
+        return _hidden_because

@@ -226,6 +226,12 @@ def _terminate(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     import signal
 
+    from ..asymk_core.environment import BROKEN_TORCHAUDIO_FIX, hide_broken_torchaudio
+
+    broken = hide_broken_torchaudio()  # before transformers / diffusers would import it
+    if broken:
+        print(f"asymk-talker: warning: the installed torchaudio does not import ({broken}). {BROKEN_TORCHAUDIO_FIX}.",
+              file=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = {}

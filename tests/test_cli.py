@@ -173,3 +173,20 @@ def test_out_of_memory_mid_render_is_one_line_and_leaves_nothing(model_dir, inpu
     assert code == 2 and len(err.splitlines()) == 1
     assert "out of memory while rendering 32x32" in err and "Fix: lower --height/--width" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "speech.wav"]  # no output, no partial
+
+
+def test_a_broken_torchaudio_leaves_the_cli_and_the_library_working(tmp_path):
+    """A torchaudio whose import raises (a build for another torch): one warning line, then normal work."""
+    site = tmp_path / "site"
+    (site / "torchaudio").mkdir(parents=True)
+    (site / "torchaudio" / "__init__.py").write_text("raise OSError('libtorchaudio.so: undefined symbol: _ZN3c10')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    cli = subprocess.run([sys.executable, "-m", "asymk_talker.cli", "init", "--preset", "tiny", "--output",
+                          str(tmp_path / "model")], capture_output=True, text=True, env=env, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "warning: the installed torchaudio does not import (OSError: libtorchaudio.so" in cli.stderr
+    api = subprocess.run([sys.executable, "-c", "from asymk_talker import AsymKPipeline; "
+                          f"print(type(AsymKPipeline.from_pretrained({str(tmp_path / 'model')!r})).__name__)"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert api.returncode == 0 and api.stdout.strip() == "AsymKPipeline", api.stderr[-2000:]
+    assert "the installed torchaudio does not import" in api.stderr
