@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,9 @@ def test_train_saves_normalised_vae_and_resumes(tmp_path):
     assert summary["step"] == 6 and math.isfinite(summary["loss"])
     assert [s for s, _ in list_checkpoints(out)] == [3, 6]
     vae = AutoencoderKLWan.from_pretrained(out / "vae")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "vae" / "diffusion_pytorch_model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     assert vae.config.latents_mean == pytest.approx(summary["latents_mean"])
     assert len(vae.config.latents_std) == 4 and all(s > 0 for s in vae.config.latents_std)
     assert vae.config.latents_mean != [0.0] * 4

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import yaml
 
+from ..asymk_core.files import apply_umask_to_weights
 from .data import make_dataloader
 
 logger = logging.getLogger("asymk_talker.train")
@@ -716,6 +717,7 @@ class Trainer:
         state = averaged_state_dict(accelerator, self.model, self.ema)
         if accelerator.is_main_process:
             self.final_model(state).save_pretrained(str(final_dir))
+            apply_umask_to_weights(final_dir)  # safetensors writes 0600 whatever the umask
             self.logger.info("saved %s", final_dir)
         accelerator.wait_for_everyone()
         validation = self.run_validation(step, saved=final_dir)
