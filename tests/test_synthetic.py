@@ -115,6 +115,11 @@ def test_splits_and_seeds():
         CorpusSpec(identities=2, seconds=0)
     with pytest.raises(ValueError, match="heldout_identities"):
         CorpusSpec(identities=2, seconds=1.0, heldout_identities=2)
+    with pytest.raises(ValueError, match="variety"):
+        CorpusSpec(identities=2, seconds=1.0, variety="pastel")
+    mixed = CorpusSpec(identities=4, seconds=1.0, utterances_per_identity=1, variety="mixed")
+    assert [c.variety for c in mixed.clips()] == ["classic", "wide", "classic", "wide"]
+    assert mixed.to_json()["variety"] == "mixed" and "variety" not in CorpusSpec(identities=2, seconds=1.0).to_json()
 
 
 def test_corpus_writer_layout_and_resume(tmp_path):

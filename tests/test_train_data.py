@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,6 +126,35 @@ def test_cache_build_is_resumable_and_checks_parameters(cache, tiny_models):
     assert again == entries and path.stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="other parameters"):
         build_latent_cache(tiny_models, SPEC, root, reference_window=TAU + N + 1, progress=False)
+
+
+def test_colour_jitter_transforms_video_and_references_alike(tmp_path, tiny_models):
+    """With ``colour_jitter=1`` every clip's frames and portrait get the same colour transform, so the
+    cached latents are exactly those of the transformed clip and its transformed portrait."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from asymk_talker.asymk_core.synthetic.appearance import ColourTransform
+
+    spec = CorpusSpec(identities=2, seconds=0.7, size=32, utterances_per_identity=1, heldout_identities=1,
+                      variety="mixed")
+    entries = build_latent_cache(tiny_models, spec, tmp_path, reference_window=TAU + N, num_references=1,
+                                 colour_jitter=1.0, progress=False)
+    for clip, entry in zip(spec.clips(), entries):
+        with safe_open(str(tmp_path / entry["path"]), "pt") as handle:
+            matrix, offset = json.loads(handle.metadata()["colour_transform"])
+        transform = ColourTransform(np.asarray(matrix, np.float32), np.asarray(offset, np.float32))
+        assert not np.allclose(transform.matrix, np.eye(3))
+        sample = clip.sample()
+        tensors = load_file(str(tmp_path / entry["path"]))
+        frames = transform(sample.frames[: entry["num_frames"]])
+        with torch.no_grad():
+            latents = encode_video(tiny_models["vae"], video_tensor(frames))[0]
+        assert torch.allclose(tensors["latents"], latents, atol=1e-5)
+        portrait = torch.from_numpy(transform(sample.portrait)).float().div(127.5).sub(1).permute(2, 0, 1)[None]
+        expected = encode_reference(tiny_models["vae"], portrait, TAU + N)[0]
+        assert torch.allclose(tensors["reference_latents"][0], expected, atol=1e-5)
+    assert [c.variety for c in spec.clips()] == ["classic", "wide"]
 
 
 def test_sample_window_gt_kernel_and_audio(cache, tiny_models):

@@ -60,6 +60,7 @@ from ..asymk_core.kclg import (  # noqa: F401  (num_latents_for_frames, latent_v
     num_latents_for_frames,
     video_frames_for_latents,
 )
+from ..asymk_core.synthetic.appearance import IDENTITY_TRANSFORM, random_colour_transform
 from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import encode_video, spatial_factor, temporal_factor
 
@@ -231,7 +232,8 @@ def _stable_seed(*parts) -> int:
 def build_latent_cache(models, source, out_dir: str | os.PathLike, *, reference_window: int = 7,
                        num_references: int = 4, include_portrait: bool = True, split: str = "all",
                        size: int | None = None, audio_dtype: torch.dtype = torch.float32, seed: int = 0,
-                       rank: int = 0, world_size: int = 1, progress: bool = True) -> list[dict]:
+                       rank: int = 0, world_size: int = 1, colour_jitter: float = 0.0,
+                       progress: bool = True) -> list[dict]:
     """Encode clips into the latent cache (format: module docstring) and return the manifest entries.
 
     ``models``: an ``AsymKPipeline``, ``{"vae", "audio_encoder", "feature_extractor"}`` or a tuple.
@@ -242,7 +244,9 @@ def build_latent_cache(models, source, out_dir: str | os.PathLike, *, reference_
     Resumable: existing clip files are kept; files are written under a temporary name and renamed.
     With ``world_size > 1`` process ``rank`` encodes every ``world_size``-th clip and only rank 0
     writes the manifest (call it again with ``rank=0, world_size=1`` after all ranks finished, it
-    only reads the existing files).
+    only reads the existing files). ``colour_jitter``: the probability that a clip gets a random
+    colour transform (``synthetic.appearance``), applied alike to its frames and its portrait before
+    encoding, so the video and its references keep agreeing; drawn from ``(seed, clip)``.
     """
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -278,19 +282,27 @@ def build_latent_cache(models, source, out_dir: str | os.PathLike, *, reference_
                 continue
             record = load()
             frames = _resize_frames(record.frames, size)
+            portrait = record.portrait
+            transform = IDENTITY_TRANSFORM
+            if colour_jitter > 0:
+                rng = np.random.default_rng(_stable_seed(seed, key, "colour"))
+                transform = random_colour_transform(rng, probability=colour_jitter)
+                frames = transform(frames)
+                portrait = None if portrait is None else transform(portrait)
             latents = encode_clip_latents(vae, frames)
             audio = encode_audio(audio_encoder, record.audio, feature_extractor).to(audio_dtype)
             frame_ids = reference_frame_indices(len(frames), num_references, _stable_seed(seed, key))
             images = [frames[i] for i in frame_ids]
             sources = [f"frame:{i}" for i in frame_ids]
-            if include_portrait and record.portrait is not None:
-                images.insert(0, _resize_frames(record.portrait[None], size or frames.shape[1])[0])
+            if include_portrait and portrait is not None:
+                images.insert(0, _resize_frames(portrait[None], size or frames.shape[1])[0])
                 sources.insert(0, "portrait")
             references = encode_references(vae, np.stack(images), reference_window)
             num_frames = video_frames_for_latents(latents.shape[1], temporal_factor(vae))
             metadata = {"identity": record.identity, "split": record.split, "fps": repr(float(record.fps)),
                         "num_frames": str(num_frames), "reference_sources": json.dumps(sources),
-                        "source": record.source}
+                        "source": record.source,
+                        "colour_transform": json.dumps([transform.matrix.tolist(), transform.offset.tolist()])}
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(path.name + ".tmp")
             save_file({"latents": latents.contiguous(), "audio": audio.contiguous(),
@@ -553,7 +565,7 @@ def main(argv=None) -> None:
     from diffusers import AutoencoderKLWan
 
     from ..asymk_core.audio import LogMelAudioEncoder
-    from ..asymk_core.synthetic.corpus import CorpusSpec
+    from ..asymk_core.synthetic.corpus import CORPUS_VARIETIES, CorpusSpec
 
     parser = argparse.ArgumentParser(description="Build the latent cache (VAE latents, audio features, TRE "
                                                  "references) from a corpus folder or the synthetic generator.")
@@ -567,6 +579,11 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--corpus-seed", type=int, default=0)
+    parser.add_argument("--variety", default="classic", choices=list(CORPUS_VARIETIES),
+                        help="appearance distribution of generated identities (mixed: classic and wide alternate)")
+    parser.add_argument("--heldout-identities", type=int, help="held-out identities (default: a fifth)")
+    parser.add_argument("--colour-jitter", type=float, default=0.0,
+                        help="probability of a random colour transform per clip, applied alike to video and references")
     parser.add_argument("--split", default="all")
     parser.add_argument("--reference-window", type=int, default=7)
     parser.add_argument("--num-references", type=int, default=4)
@@ -585,10 +602,14 @@ def main(argv=None) -> None:
     else:
         parser.error("pass --vae or --pipeline")
     source = args.corpus or CorpusSpec(identities=args.identities, seconds=args.seconds, size=args.size, fps=args.fps,
-                                       seed=args.corpus_seed, utterances_per_identity=args.utterances)
+                                       seed=args.corpus_seed, utterances_per_identity=args.utterances,
+                                       heldout_identities=args.heldout_identities, variety=args.variety)
+    if not 0.0 <= args.colour_jitter <= 1.0:
+        parser.error(f"--colour-jitter must be a probability in [0, 1], got {args.colour_jitter}")
     entries = build_latent_cache(models, source, args.out, reference_window=args.reference_window,
                                  num_references=args.num_references, split=args.split,
-                                 size=args.size if args.corpus else None, rank=args.rank, world_size=args.world_size)
+                                 size=args.size if args.corpus else None, rank=args.rank, world_size=args.world_size,
+                                 colour_jitter=args.colour_jitter)
     print(f"{len(entries)} clips in {args.out}")
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import input_error
-from .avatar import NEUTRAL_WIDTH, make_identity, motion_tracks, render_frames, render_portrait
+from .avatar import NEUTRAL_WIDTH, VARIETIES, make_identity, motion_tracks, render_frames, render_portrait
 from .speech import (
     SAMPLE_RATE, Segment, articulation_targets, derive_seed, synthesize_speech, track_to_json, voice_for_seed,
 )
@@ -164,6 +164,9 @@ class ClipSpec:
                            motion_seed=self.motion_seed, render=render, variety=self.variety, regions=regions)
 
 
+CORPUS_VARIETIES = (*VARIETIES, "mixed")
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
     """Parameters of a corpus; :meth:`clips` lists its clips (deterministic)."""
@@ -176,6 +179,7 @@ class CorpusSpec:
     heldout_identities: int | None = None   # default: max(1, identities // 5) when identities >= 2
     utterances_per_identity: int = 4
     heldout_utterances: int = 1             # per train identity
+    variety: str = "classic"                # an ``avatar.VARIETIES`` name, or "mixed" (alternate per identity)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -193,6 +197,8 @@ class CorpusSpec:
         if not 0 <= self.heldout_utterances < self.utterances_per_identity and self.utterances_per_identity > 1:
             raise input_error("heldout_utterances", f"got {self.heldout_utterances!r}",
                               f"pass 0 .. {self.utterances_per_identity - 1} (fewer than utterances_per_identity)")
+        if self.variety not in CORPUS_VARIETIES:
+            raise input_error("variety", f"got {self.variety!r}", f"use one of {list(CORPUS_VARIETIES)}")
         if self.num_heldout_identities >= self.identities and self.identities > 1:
             raise input_error("heldout_identities", f"got {self.heldout_identities!r} of {self.identities}",
                               "keep at least one training identity")
@@ -217,13 +223,22 @@ class CorpusSpec:
                 out.append(ClipSpec(identity=f"id{i:04d}", identity_seed=identity_seed, utterance=f"utt{j:03d}",
                                     utterance_seed=utterance_seed,
                                     motion_seed=derive_seed("motion", self.seed, identity_seed, utterance_seed),
-                                    split=split, seconds=float(self.seconds), fps=float(self.fps), size=self.size))
+                                    split=split, seconds=float(self.seconds), fps=float(self.fps), size=self.size,
+                                    variety=self.identity_variety(i)))
         return out
+
+    def identity_variety(self, index: int) -> str:
+        """The appearance variety of identity ``index`` ("mixed": classic for even, wide for odd)."""
+        if self.variety == "mixed":
+            return VARIETIES[index % 2]
+        return self.variety
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["heldout_identities"] = self.num_heldout_identities
         d.pop("extra")
+        if d["variety"] == "classic":  # corpora written before varieties existed keep resuming
+            d.pop("variety")
         return d
 
 
