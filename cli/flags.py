@@ -26,6 +26,9 @@ FLAGS = {
     "device": "--device",
     "dtype": "--dtype",
     "seconds": "--seconds",
+    "paste_back": "--paste-back",
+    "face_box": "--face-box",
+    "face_padding": "--face-padding",
 }
 
 

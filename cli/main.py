@@ -61,6 +61,13 @@ def cmd_generate(args) -> int:
     from ..asymk_core.files import check_output_is_not_an_input
     from ..asymk_core.seeds import seeded_generator
 
+    if args.paste_back and args.resume:
+        raise input_error("--paste-back", "resumable renders (--resume) keep the model-size video",
+                          "drop --resume, or render the crop with --resume and without --paste-back")
+    if not args.paste_back:
+        for flag, value in (("--face-box", args.face_box), ("--face-padding", args.face_padding)):
+            if value is not None:
+                raise input_error(flag, "it only applies to --paste-back", "also pass --paste-back")
     if args.checkpoint_every is not None and not args.resume:
         raise input_error("--checkpoint-every", "it only applies to resumable renders", "also pass --resume")
     checkpoint_every = 4 if args.checkpoint_every is None else args.checkpoint_every
@@ -92,6 +99,7 @@ def _generate(args, session, waveform, checkpoint_every: int, started: float) ->
     from tqdm.auto import tqdm
 
     from ..asymk_core.audio import SAMPLE_RATE
+    from ..asymk_core.face_crop import even_size, paste_back_chunks
     from ..asymk_core.render_state import render_resumable
     from ..asymk_core.video_io import write_chunks
 
@@ -113,9 +121,12 @@ def _generate(args, session, waveform, checkpoint_every: int, started: float) ->
                 bar.set_postfix(chunk=f"{chunk.chunk.index + 1}/{plan.num_chunks}", fps=f"{rate:.1f}",
                                 rtf=f"{rate / fps:.2f}x")
 
-            writer = write_chunks(session.chunks(), args.output, fps, session.settings.width, session.settings.height,
-                                  audio=waveform, audio_sample_rate=SAMPLE_RATE, argument="--output",
-                                  on_chunk=on_chunk)
+            chunks, width, height = session.chunks(), session.settings.width, session.settings.height
+            if session.paste_back is not None:  # the photo at its full size (made even for H.264)
+                chunks = paste_back_chunks(chunks, session.paste_back, even=True)
+                width, height = even_size(*session.paste_back.output_size)
+            writer = write_chunks(chunks, args.output, fps, width, height, audio=waveform,
+                                  audio_sample_rate=SAMPLE_RATE, argument="--output", on_chunk=on_chunk)
             frames_written, resumed_from = writer.frames_written, None
     return frames_written, resumed_from
 
@@ -123,6 +134,7 @@ def _generate(args, session, waveform, checkpoint_every: int, started: float) ->
 def _render(args, device, dtype, generator, checkpoint_every: int) -> int:
     """The body of ``generate`` once its flags are checked: load, render, report."""
     from ..asymk_core.audio import SAMPLE_RATE, load_audio
+    from ..asymk_core.face_crop import parse_face_box
     from ..asymk_core.image import load_image
     from ..asymk_core.render_state import resume_folder
 
@@ -134,7 +146,8 @@ def _render(args, device, dtype, generator, checkpoint_every: int) -> int:
         image, waveform, sample_rate=SAMPLE_RATE, height=args.height, width=args.width,
         fps=args.fps, num_inference_steps=args.steps, guidance_scale=args.guidance,
         chunk_frames=args.chunk_frames, kernel_frames=args.kernel_frames, sampler=args.sampler,
-        generator=generator,
+        generator=generator, paste_back=args.paste_back, face_box=parse_face_box(args.face_box, "--face-box"),
+        face_padding=args.face_padding,
     )
     fps = session.settings.fps
     started = time.perf_counter()
@@ -190,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--width", type=int, default=None)
     generate.add_argument("--chunk-frames", type=int, default=None)
     generate.add_argument("--kernel-frames", type=int, default=None)
+    generate.add_argument("--paste-back", action="store_true",
+                          help="--image is a real photo: animate a crop around the face and blend it back, so the "
+                               "video has the photo's full size (odd sides gain one pixel)")
+    generate.add_argument("--face-box", default=None, metavar="X,Y,W,H",
+                          help="with --paste-back: the face's box in photo pixels instead of detecting it")
+    generate.add_argument("--face-padding", type=float, default=None,
+                          help="with --paste-back: crop side / face side (default 1.8)")
     generate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     generate.add_argument("--dtype", choices=DTYPES, default="auto")
     generate.add_argument("--quiet", action="store_true", help="no progress bar")

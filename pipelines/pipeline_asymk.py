@@ -20,6 +20,7 @@ from diffusers.utils import BaseOutput
 
 from ..asymk_core.audio import FrameAudioFeatures, load_audio
 from ..asymk_core.errors import InputError, error_argument, input_error, rename_argument
+from ..asymk_core.face_crop import DEFAULT_PADDING, crop_photo, paste_back_chunks
 from ..asymk_core.files import apply_umask_to_weights
 from ..asymk_core.generation import latent_size
 from ..asymk_core.image import preprocess_image
@@ -248,6 +249,9 @@ class AsymKPipeline(DiffusionPipeline):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         reference_latents: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
+        paste_back: bool = False,
+        face_box: tuple[int, int, int, int] | None = None,
+        face_padding: float | None = None,
     ) -> RenderSession:
         """Prepare a render: settings resolved, portrait preprocessed, audio features (lazy), chunk plan.
 
@@ -255,7 +259,8 @@ class AsymKPipeline(DiffusionPipeline):
         :class:`asymk_core.audio.FrameAudioFeatures` (its ``fps`` is then the default), and
         ``reference_latents`` (TRE latents ``[1, C, kernel + chunk, h, w]``, or a function of that
         window length returning them, e.g. a cache) replaces encoding ``image`` (which may then be
-        ``None``). Drive it with :meth:`RenderSession.chunks`.
+        ``None``). Drive it with :meth:`RenderSession.chunks`; with ``paste_back`` the session's
+        ``paste_back`` turns its chunks into photo frames (:func:`asymk_core.face_crop.paste_back_chunks`).
         """
         if isinstance(audio, FrameAudioFeatures):
             if fps is not None and float(fps) != audio.fps:
@@ -269,13 +274,34 @@ class AsymKPipeline(DiffusionPipeline):
         )
         if image is None and reference_latents is None:
             raise input_error("image", "no portrait was given", "pass the portrait image")
+        self.check_photo_inputs(image, paste_back, face_box, face_padding)
+        paste = None
+        if paste_back:  # the face crop is the portrait; its PasteBack puts the frames back into the photo
+            image, paste = crop_photo(image, (settings.width, settings.height), face_box=face_box,
+                                      padding=DEFAULT_PADDING if face_padding is None else face_padding)
         image_tensor = None if image is None else preprocess_image(image, settings.height, settings.width)
         if not isinstance(audio, FrameAudioFeatures):
             audio = self.encode_audio(audio, sample_rate, settings.fps)
         plan = ChunkPlan(audio.num_frames, settings.chunk_frames, settings.kernel_frames, temporal_factor(self.vae))
         return RenderSession(self, settings, plan, audio, image=image_tensor, reference_latents=reference_latents,
                              generator=generator, callback_on_step_end=callback_on_step_end,
-                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                             paste_back=paste)
+
+    @staticmethod
+    def check_photo_inputs(image, paste_back, face_box, face_padding) -> None:
+        """The face-crop arguments: ``paste_back`` a bool; ``face_box`` / ``face_padding`` only with it."""
+        if not isinstance(paste_back, (bool, np.bool_)):
+            raise input_error("paste_back", f"expected True or False, got {type(paste_back).__name__}",
+                              "pass paste_back=True for a real photo", kind=TypeError)
+        if not paste_back:
+            for name, value in (("face_box", face_box), ("face_padding", face_padding)):
+                if value is not None:
+                    raise input_error(name, "it only applies when the face is cropped from a photo",
+                                      "also pass paste_back=True")
+        elif image is None:
+            raise input_error("paste_back", "it needs the photo itself, not reference latents",
+                              "pass the photo as image")
 
     # ----------------------------------------------------------------------------------- streaming
     @torch.no_grad()
@@ -287,7 +313,10 @@ class AsymKPipeline(DiffusionPipeline):
         """
         session = self.prepare(image, audio, **kwargs)
         plan = session.plan
-        for chunk in session.chunks():
+        chunks = session.chunks()
+        if session.paste_back is not None:
+            chunks = paste_back_chunks(chunks, session.paste_back)
+        for chunk in chunks:
             yield AsymKStreamChunk(
                 frames=chunk.frames[0].cpu().numpy(), start_frame=chunk.start_frame, chunk_index=chunk.chunk.index,
                 num_chunks=plan.num_chunks, num_frames=plan.num_frames,
@@ -361,6 +390,9 @@ class AsymKPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        paste_back: bool = False,
+        face_box: tuple[int, int, int, int] | None = None,
+        face_padding: float | None = None,
     ):
         r"""Generate a talking-head video whose length follows the audio: ``round(duration_s * fps)`` frames.
 
@@ -384,31 +416,50 @@ class AsymKPipeline(DiffusionPipeline):
             callback_on_step_end: ``callback(pipe, global_step, step_in_chunk, callback_kwargs) -> dict``;
                 a returned ``"latents"`` replaces the current latents.
             callback_on_step_end_tensor_inputs: names passed in ``callback_kwargs`` (``["latents"]``).
+            paste_back: ``image`` is a real photo (any size and aspect): the face is found (OpenCV Haar
+                cascade), a padded crop of it at ``height`` x ``width`` is animated, and every frame is
+                blended back into the photo (feathered, colour-matched), so the frames have the photo's
+                size. See ``docs/photoreal.md``.
+            face_box: with ``paste_back``, the face's box ``(x, y, w, h)`` in photo pixels instead of
+                detecting it.
+            face_padding: with ``paste_back``, crop side / face side (default 1.8).
 
         Examples:
         """
         # 1. Check the output type; resolve and check every other setting (in prepare)
         if output_type not in OUTPUT_TYPES:
             raise input_error("output_type", f"{output_type!r} is not supported", f"use one of {OUTPUT_TYPES}")
+        if paste_back is True and output_type == "latent":
+            raise input_error("paste_back", "latents cannot be pasted into a photo",
+                              "use output_type 'pil', 'np' or 'pt', or decode the latents first")
         # 2. Prepare the render: portrait, lazy audio features, chunk plan
         session = self.prepare(
             image, audio, sample_rate, height, width, fps, num_inference_steps, guidance_scale, chunk_frames,
             kernel_frames, sampler, generator, callback_on_step_end, callback_on_step_end_tensor_inputs,
+            paste_back=paste_back, face_box=face_box, face_padding=face_padding,
         )
-        # 3. The KCLG chunk loop (TRE reference encoded on the first chunk), decoding as it goes
+        # 3. The KCLG chunk loop (TRE reference encoded on the first chunk), decoding as it goes; with
+        #    paste_back each chunk's frames are blended into the photo
         decode = output_type != "latent"
-        pieces = [(chunk.frames[0] if decode else chunk.latents).cpu() for chunk in session.chunks(decode=decode)]
+        chunks = session.chunks(decode=decode)
+        if session.paste_back is not None:
+            chunks = paste_back_chunks(chunks, session.paste_back)
+        if output_type == "pil":  # per chunk, so only 8-bit images accumulate
+            pieces = [PIL.Image.fromarray(frame) for chunk in chunks
+                      for frame in (chunk.frames[0].float().cpu().numpy() * 255).round().astype(np.uint8)]
+        else:
+            pieces = [(chunk.frames[0] if decode else chunk.latents).cpu() for chunk in chunks]
         # 4. Post-process
-        if output_type == "latent":
+        if output_type == "pil":
+            frames = pieces
+        elif output_type == "latent":
             frames = torch.cat(pieces, dim=2)
         else:
             video = torch.cat(pieces, dim=0)  # [F, H, W, 3]
             if output_type == "np":
                 frames = video.numpy()
-            elif output_type == "pt":
-                frames = video.permute(0, 3, 1, 2).contiguous()
             else:
-                frames = [PIL.Image.fromarray(frame) for frame in (video.numpy() * 255).round().astype(np.uint8)]
+                frames = video.permute(0, 3, 1, 2).contiguous()
         if not return_dict:
             return (frames,)
         return AsymKPipelineOutput(frames=frames, fps=float(session.settings.fps), audio=session.audio.waveform)

@@ -50,14 +50,17 @@ class RenderSession:
     (:class:`asymk_core.kclg.ChunkPlan`); ``image`` the portrait ``[1, 3, H, W]`` in [-1, 1] (or
     ``None`` when reference latents were given); ``audio`` the lazily computed
     :class:`asymk_core.audio.FrameAudioFeatures`; ``generator``. ``reference_latents`` (TRE,
-    ``[1, C, kernel + chunk, h, w]``) are encoded on first use.
+    ``[1, C, kernel + chunk, h, w]``) are encoded on first use. ``paste_back``: with
+    ``prepare(..., paste_back=True)`` the :class:`asymk_core.face_crop.PasteBack` that puts the
+    generated face crops back into the photo (:func:`asymk_core.face_crop.paste_back_chunks`), else ``None``.
     """
 
     def __init__(self, pipe, settings: RenderSettings, plan: ChunkPlan, audio, image: torch.Tensor | None = None,
                  reference_latents: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
                  generator: torch.Generator | None = None, callback_on_step_end: Callable | None = None,
-                 callback_on_step_end_tensor_inputs: list[str] | None = None):
+                 callback_on_step_end_tensor_inputs: list[str] | None = None, paste_back=None):
         self.pipe, self.settings, self.plan, self.audio, self.image = pipe, settings, plan, audio, image
+        self.paste_back = paste_back
         self.generator = generator
         self.callback_on_step_end = callback_on_step_end
         self.callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs or [])
