@@ -122,8 +122,8 @@ class PasteBack:
 
     ``PasteBack(photo, crop, feather=0.15, color_match="mean_std")``: ``photo`` uint8 ``[H, W, 3]``,
     ``crop`` a :class:`FaceCrop` of it. ``color_match``: ``"mean_std"``, ``"mean"`` (shift only) or
-    ``"none"``. Calling it on a generated frame ``[height, width, 3]`` (the crop's ``size``; uint8,
-    or float in [0, 1]) returns the photo frame, uint8 ``[H, W, 3]``.
+    ``"none"``. Calling it on a generated frame ``[h, w, 3]`` (uint8, or float in [0, 1]; usually the
+    crop's ``size``, any size of that aspect ratio works) returns the photo frame, uint8 ``[H, W, 3]``.
     """
 
     def __init__(self, photo: np.ndarray, crop: FaceCrop, feather: float = DEFAULT_FEATHER,
@@ -188,9 +188,14 @@ def detect_face(photo: np.ndarray, argument: str = "image") -> tuple[float, floa
 
     try:
         detector = HaarFaceDetector(min_size_fraction=MIN_FACE_FRACTION)
-    except ImportError as error:
-        raise ImportError(f"finding the face needs OpenCV: pip install 'asymk-talker[preprocess]' "
-                          f"(opencv-python-headless<5), or pass face_box=(x, y, w, h) ({error})") from None
+    except ImportError:
+        import importlib.util
+
+        problem = "OpenCV is not installed" if importlib.util.find_spec("cv2") is None else (
+            "this OpenCV has no Haar cascades (OpenCV 5 moved them out)")
+        raise input_error(argument, f"finding the face needs OpenCV's Haar cascades, but {problem}",
+                          "pip install 'asymk-talker[photo]' (opencv-python-headless<5), or give the face's box by "
+                          "hand (face_box=(x, y, w, h); --face-box X,Y,W,H)") from None
     height, width = photo.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
     small = photo
@@ -204,8 +209,8 @@ def detect_face(photo: np.ndarray, argument: str = "image") -> tuple[float, floa
 
 
 def parse_face_box(text: str, argument: str = "face_box") -> tuple[int, int, int, int] | None:
-    """``"x,y,w,h"`` (photo pixels; spaces allowed) -> a tuple; ``""`` -> ``None`` (detect the face)."""
-    if text is None or not str(text).strip():
+    """``"x,y,w,h"`` (photo pixels; spaces allowed) -> a tuple; ``""`` or ``"auto"`` -> ``None`` (detect the face)."""
+    if text is None or str(text).strip().lower() in ("", "auto"):
         return None
     parts = [p for p in re.split(r"[,\s]+", str(text).strip()) if p]
     try:
@@ -300,12 +305,16 @@ def _check_photo(photo, argument: str) -> np.ndarray:
 
 
 def _frame_to_uint8(frame, size: tuple[int, int]) -> np.ndarray:
+    """A generated frame ``[h, w, 3]`` with the aspect ratio of ``size = (width, height)`` -> uint8."""
     if isinstance(frame, torch.Tensor):
         frame = frame.detach().float().cpu().numpy()
-    if not isinstance(frame, np.ndarray) or frame.shape != (size[1], size[0], 3):
-        got = tuple(frame.shape) if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise input_error("frame", f"expected a generated frame [{size[1]}, {size[0]}, 3], got {got}",
-                          "pass frames of the crop's size (the size the video was generated at)")
+    shape = tuple(frame.shape) if isinstance(frame, np.ndarray) else None
+    if shape is None or len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 1 or (
+        abs(shape[1] / shape[0] - size[0] / size[1]) > 0.02 * size[0] / size[1]
+    ):
+        got = shape or type(frame).__name__
+        raise input_error("frame", f"expected a generated RGB frame [{size[1]}, {size[0]}, 3] (or that aspect "
+                          f"ratio), got {got}", "generate the video at the face crop's width and height")
     if frame.dtype == np.uint8:
         return frame
     return np.rint(np.clip(frame.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)

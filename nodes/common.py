@@ -32,6 +32,7 @@ SAMPLER_CHOICES = ("auto", *SAMPLERS)
 AsymKPipelineType = io.Custom("ASYMK_PIPELINE")
 AsymKReferenceType = io.Custom("ASYMK_REFERENCE")
 AsymKAudioType = io.Custom("ASYMK_AUDIO")
+AsymKFaceCropType = io.Custom("ASYMK_FACE_CROP")  # an asymk_core.face_crop.PasteBack: the photo and its box
 
 
 # ------------------------------------------------------------------------------- model folders

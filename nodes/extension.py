@@ -23,6 +23,9 @@ NODE_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     (".encode", ("AsymKReferenceEncode", "AsymKAudioEncode"), ("scipy",)),
     (".sampling", ("AsymKChunkLoopSampler", "AsymKDecode"), ()),
     (".sampling", ("AsymKRenderVideo",), ("av",)),
+    # Face Crop finds faces with OpenCV when it is installed (any opencv-python build < 5); without it
+    # the face box is given by hand, so OpenCV is not required here.
+    (".photo", ("AsymKFaceCrop", "AsymKPasteBack"), ()),
 )
 FIX = "install the AsymK requirements into ComfyUI's Python: `pip install -r requirements.txt` in this folder"
 

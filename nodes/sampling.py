@@ -17,12 +17,14 @@ from comfy_api.latest import InputImpl, io, ui
 
 from ..asymk_core.audio import SAMPLE_RATE
 from ..asymk_core.errors import input_error
+from ..asymk_core.face_crop import PasteBack, even_size, paste_back_chunks
 from ..asymk_core.generation import decode_chunks
 from ..asymk_core.kclg import ChunkPlan, split_chunks
 from ..asymk_core.video_io import write_chunks
 from .common import (
     CATEGORY,
     AsymKAudioType,
+    AsymKFaceCropType,
     AsymKModel,
     AsymKPipelineType,
     AsymKReference,
@@ -142,11 +144,15 @@ class AsymKRenderVideo(io.ComfyNode):
             display_name="AsymK Render Video (streaming)",
             category=CATEGORY,
             description="The whole chunk loop streamed straight into an mp4 (with the audio) in the output "
-                        "folder, chunk by chunk: memory stays constant however long the speech is.",
+                        "folder, chunk by chunk: memory stays constant however long the speech is. With a "
+                        "face_crop (AsymK Face Crop) each frame is pasted back into the full photo.",
             inputs=[
                 AsymKPipelineType.Input("pipeline"),
                 AsymKReferenceType.Input("reference"),
                 AsymKAudioType.Input("audio_features"),
+                AsymKFaceCropType.Input("face_crop", optional=True,
+                                        tooltip="From AsymK Face Crop: the video gets the photo's full size "
+                                                "(odd sides gain one pixel)."),
                 *sampling_inputs(),
                 io.String.Input("filename_prefix", default="video/AsymK",
                                 tooltip="Output path under ComfyUI's output folder (may include a sub-folder)."),
@@ -157,26 +163,31 @@ class AsymKRenderVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, pipeline, reference, audio_features, seed=0, steps=0, chunk_frames=0, kernel_frames=0,
-                guidance=0.0, sampler="auto", filename_prefix="video/AsymK") -> io.NodeOutput:
+                guidance=0.0, sampler="auto", filename_prefix="video/AsymK", face_crop=None) -> io.NodeOutput:
         model, reference, audio_features = _check_inputs(pipeline, reference, audio_features)
+        if face_crop is not None:
+            expect(face_crop, PasteBack, "face_crop", "an ASYMK_FACE_CROP (AsymK Face Crop)")
         if not isinstance(filename_prefix, str) or not filename_prefix.strip():
             raise input_error("filename_prefix", "it is empty", "pass a name such as video/AsymK")
         session = prepare_session(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames,
                                   guidance, sampler)
+        progress = StepProgress(session.plan.num_chunks, session.settings.num_inference_steps)
+        chunks, width, height = session.chunks(step_callback=progress), reference.width, reference.height
+        if face_crop is not None:  # streamed into the photo chunk by chunk
+            chunks = paste_back_chunks(chunks, face_crop, even=True)
+            width, height = even_size(*face_crop.output_size)
         output_dir = folder_paths.get_output_directory()
         try:
             folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
-                filename_prefix, output_dir, reference.width, reference.height
+                filename_prefix, output_dir, width, height
             )
         except Exception as error:  # e.g. ComfyUI refuses a prefix that leaves the output folder
             raise input_error("filename_prefix", f"{filename_prefix!r} cannot be used ({error})",
                               "use a relative name inside the output folder, such as video/AsymK") from None
         file = f"{filename}_{counter:05}_.mp4"
         path = os.path.join(folder, file)
-        progress = StepProgress(session.plan.num_chunks, session.settings.num_inference_steps)
-        write_chunks(session.chunks(step_callback=progress), path, session.settings.fps, reference.width,
-                     reference.height, audio=audio_features.waveform, audio_sample_rate=SAMPLE_RATE,
-                     argument="filename_prefix",
+        write_chunks(chunks, path, session.settings.fps, width, height, audio=audio_features.waveform,
+                     audio_sample_rate=SAMPLE_RATE, argument="filename_prefix",
                      on_chunk=lambda chunk, frames, writer: progress.chunk_done(chunk.chunk.index))
         return io.NodeOutput(
             InputImpl.VideoFromFile(path),

@@ -19,7 +19,7 @@ import test_comfy_fake  # noqa: E402  (the fake ComfyUI modules)
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / "workflows"
 OUR_NODES = {"AsymKLoadModel", "AsymKReferenceEncode", "AsymKAudioEncode", "AsymKChunkLoopSampler", "AsymKDecode",
-             "AsymKRenderVideo"}
+             "AsymKRenderVideo", "AsymKFaceCrop", "AsymKPasteBack"}
 
 # ComfyUI core nodes the workflows may use: inputs (name -> type) in order, widget names in
 # widgets_values order (None = a UI-only widget), outputs. Facts from ComfyUI's node definitions.
@@ -230,7 +230,7 @@ def _check_widget(spec, name, value, where):
         assert isinstance(value, str) and value, where
 
 
-@pytest.mark.parametrize("name", ["asymk_talking_head.json", "asymk_long_form.json"])
+@pytest.mark.parametrize("name", ["asymk_talking_head.json", "asymk_long_form.json", "asymk_photo.json"])
 def test_ui_workflow_is_consistent(comfy, name):
     workflow = json.loads((WORKFLOWS / name).read_text())
     schemas = {**CORE_NODES, **_our_schemas(comfy)}
@@ -266,7 +266,7 @@ def test_every_template_json_is_a_ui_workflow():
     # ComfyUI offers each *.json directly in a pack's workflows/ folder under Templates > Extensions and
     # opens it as a UI graph: an API-format file there opens as an empty canvas with a validation alert
     names = sorted(path.name for path in WORKFLOWS.glob("*.json"))
-    assert names == ["asymk_long_form.json", "asymk_talking_head.json"]
+    assert names == ["asymk_long_form.json", "asymk_photo.json", "asymk_talking_head.json"]
     for name in names:
         workflow = json.loads((WORKFLOWS / name).read_text())
         assert "version" in workflow and isinstance(workflow["nodes"], list) and "links" in workflow, name
@@ -510,7 +510,7 @@ def test_broken_torchaudio_keeps_the_pack_working(tmp_path, tiny_model_dir):
 TITLE_HEIGHT = 30  # LiteGraph draws a node's title bar above its `pos`
 
 
-@pytest.mark.parametrize("name", ["asymk_talking_head.json", "asymk_long_form.json"])
+@pytest.mark.parametrize("name", ["asymk_talking_head.json", "asymk_long_form.json", "asymk_photo.json"])
 def test_template_opens_with_every_node_on_screen(name):
     """With the saved view (screen = (canvas + offset) * scale), every node, title bar included, is
     inside a 1680 x 900 canvas area (a 1080p window minus ComfyUI's menus)."""
