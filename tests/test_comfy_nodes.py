@@ -354,6 +354,60 @@ def test_render_video_is_interruptible_and_leaves_no_file(comfy, loaded, speech)
     assert not [p for p in out.rglob("*") if p.is_file()]
 
 
+def photo_input():
+    """A 301 x 517 photo (the astronaut, cropped and padded): uint8 [H, W, 3] and its ComfyUI IMAGE."""
+    skimage_data = pytest.importorskip("skimage.data")
+    pytest.importorskip("cv2")
+    photo = np.pad(skimage_data.astronaut()[:, 100:401], ((5, 0), (0, 0), (0, 0)), mode="edge")
+    return photo, torch.from_numpy(photo.astype(np.float32) / 255.0)[None]
+
+
+def test_face_crop_and_paste_back_nodes(comfy, loaded, speech):
+    from asymk_talker.asymk_core.face_crop import FaceCrop
+    from asymk_talker.asymk_core.video_io import probe_video
+
+    photo, image = photo_input()
+    face, face_crop = run_node(comfy.nodes["AsymKFaceCrop"], image=image, width=32, height=32).args
+    crop = FaceCrop.detect(photo, 32)
+    assert face_crop.crop == crop
+    np.testing.assert_array_equal(np.rint(face[0].numpy() * 255).astype(np.uint8), crop.crop(photo))
+    reference = run_node(comfy.nodes["AsymKReferenceEncode"], pipeline=loaded, image=face, width=32, height=32)[0]
+    features = run_node(comfy.nodes["AsymKAudioEncode"], pipeline=loaded, audio=comfy_audio(speech, 0.5))[0]
+    latent = run_node(comfy.nodes["AsymKChunkLoopSampler"], pipeline=loaded, reference=reference,
+                      audio_features=features, steps=1)[0]
+    images = run_node(comfy.nodes["AsymKDecode"], pipeline=loaded, latent=latent)[0]
+    pasted = run_node(comfy.nodes["AsymKPasteBack"], face_crop=face_crop, images=images)[0]
+    assert pasted.shape == (images.shape[0], 517, 301, 3)
+    x0, y0, x1, y1 = crop.inside
+    outside = torch.ones(517, 301, dtype=torch.bool)
+    outside[y0:y1, x0:x1] = False
+    assert torch.equal(pasted[:, outside], image[0, outside].expand(images.shape[0], -1, -1))  # bit-exact
+    assert (pasted[:, y0:y1, x0:x1] - image[:, y0:y1, x0:x1]).abs().max() > 0.05
+    output = run_node(comfy.nodes["AsymKRenderVideo"], pipeline=loaded, reference=reference, audio_features=features,
+                      face_crop=face_crop, steps=1, filename_prefix="video/photo")
+    saved = output.ui.as_dict()["images"][0]
+    info = probe_video(Path(comfy.folder_paths.get_output_directory()) / "video" / saved["filename"])
+    assert (info["width"], info["height"]) == (302, 518) and info["num_frames"] == images.shape[0]
+    manual = run_node(comfy.nodes["AsymKFaceCrop"], image=torch.full((1, 80, 60, 3), 0.5), width=32, height=32,
+                      face_box="10, 20, 30, 30")[1]
+    assert manual.crop.box_width == 54
+
+
+def test_face_crop_nodes_errors(comfy):
+    with pytest.raises(ValueError, match="^`image`: no face"):
+        comfy.nodes["AsymKFaceCrop"].execute(image=torch.full((1, 80, 60, 3), 0.5), width=32, height=32)
+    with pytest.raises(TypeError, match="^`image`"):
+        comfy.nodes["AsymKFaceCrop"].execute(image=np.zeros((32, 32, 3)), width=32, height=32)
+    with pytest.raises(ValueError, match="^`face_box`"):
+        comfy.nodes["AsymKFaceCrop"].execute(image=comfy_image(), width=32, height=32, face_box="1,2")
+    face_crop = comfy.nodes["AsymKFaceCrop"].execute(image=comfy_image(), width=32, height=32,
+                                                     face_box="10,10,30,30")[1]
+    with pytest.raises(TypeError, match="^`face_crop`"):
+        comfy.nodes["AsymKPasteBack"].execute(face_crop=comfy_image(), images=comfy_image(32, 32))
+    with pytest.raises(ValueError, match="^`frame`"):
+        comfy.nodes["AsymKPasteBack"].execute(face_crop=face_crop, images=comfy_image(32, 64))
+
+
 def test_model_management_can_unload(comfy, loaded):
     loaded.ready()
     assert comfy.mm.current_loaded_models == [loaded.patcher]
