@@ -578,7 +578,7 @@ def test_template_opens_with_every_node_on_screen(name):
         assert left >= 0 and top >= 0 and right <= 1680 and bottom <= 900, (node["type"], left, top, right, bottom)
 
 
-@pytest.mark.parametrize("name", ["asymk_talking_head", "asymk_long_form"])
+@pytest.mark.parametrize("name", ["asymk_talking_head", "asymk_long_form", "asymk_photo"])
 def test_template_thumbnail_is_a_real_jpeg(name):
     from PIL import Image
 
