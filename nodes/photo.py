@@ -16,7 +16,9 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..asymk_core.errors import input_error
-from ..asymk_core.face_crop import DEFAULT_FEATHER, DEFAULT_PADDING, COLOR_MATCH, FaceCrop, PasteBack, parse_face_box
+from ..asymk_core.face_crop import (DEFAULT_FEATHER, DEFAULT_PADDING, COLOR_MATCH, FaceCrop, PasteBack,
+                                    pad_to_even, parse_face_box)
+from ..asymk_core.face_crop import even_size as even_size_of  # the node's input is named even_size
 from .common import CATEGORY, AsymKFaceCropType, comfy_image_to_frames, expect
 
 
@@ -75,7 +77,7 @@ class AsymKPasteBack(io.ComfyNode):
             category=CATEGORY,
             description="Blend generated face frames back into the full-resolution photo, frame by frame: resized "
                         "to the face box, colours matched at the box border, feathered edge; the rest of the "
-                        "photo is unchanged.",
+                        "photo is unchanged (odd sides one pixel more for video, unless even_size is off).",
             inputs=[
                 AsymKFaceCropType.Input("face_crop", tooltip="The face_crop output of AsymK Face Crop."),
                 io.Image.Input("images", tooltip="Generated frames (e.g. AsymK Decode), the crop's size."),
@@ -85,24 +87,30 @@ class AsymKPasteBack(io.ComfyNode):
                 io.Combo.Input("color_match", options=list(COLOR_MATCH), default="mean_std", optional=True,
                                tooltip="Match the frames' colours to the photo at the box border: mean and "
                                        "standard deviation per channel, the mean only, or none."),
+                io.Boolean.Input("even_size", default=True, optional=True,
+                                 tooltip="On: an odd photo side gets one more pixel row / column (copied from "
+                                         "the edge), as H.264 video (Save Video) needs. Off: exactly the "
+                                         "photo's size."),
             ],
             outputs=[io.Image.Output(display_name="images")],
         )
 
     @classmethod
-    def execute(cls, face_crop, images, feather: float = DEFAULT_FEATHER, color_match: str = "mean_std") -> io.NodeOutput:
+    def execute(cls, face_crop, images, feather: float = DEFAULT_FEATHER, color_match: str = "mean_std",
+                even_size: bool = True) -> io.NodeOutput:
         paste = expect(face_crop, PasteBack, "face_crop", "an ASYMK_FACE_CROP (AsymK Face Crop)")
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != 3:
             got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise input_error("images", f"expected a ComfyUI IMAGE [B, H, W, 3] tensor, got {got}",
                               "connect the images output of AsymK Decode", kind=TypeError)
         paste = PasteBack(paste.photo, paste.crop, feather=float(feather), color_match=color_match)
-        width, height = paste.output_size
+        width, height = even_size_of(*paste.output_size) if even_size else paste.output_size
+        pad = pad_to_even if even_size else (lambda frame: frame)
         out = torch.empty((images.shape[0], height, width, 3), dtype=torch.float32,
                           device=comfy.model_management.intermediate_device())
         bar = comfy.utils.ProgressBar(images.shape[0])
         for index, frame in enumerate(images):  # one frame at a time: only the output batch grows
-            out[index] = torch.from_numpy(paste(frame.float().cpu().numpy()).astype(np.float32) / 255.0)
+            out[index] = torch.from_numpy(pad(paste(frame.float().cpu().numpy())).astype(np.float32) / 255.0)
             bar.update(1)
             comfy.model_management.throw_exception_if_processing_interrupted()
         return io.NodeOutput(out)

@@ -376,13 +376,18 @@ def test_face_crop_and_paste_back_nodes(comfy, loaded, speech):
     latent = run_node(comfy.nodes["AsymKChunkLoopSampler"], pipeline=loaded, reference=reference,
                       audio_features=features, steps=1)[0]
     images = run_node(comfy.nodes["AsymKDecode"], pipeline=loaded, latent=latent)[0]
-    pasted = run_node(comfy.nodes["AsymKPasteBack"], face_crop=face_crop, images=images)[0]
+    pasted = run_node(comfy.nodes["AsymKPasteBack"], face_crop=face_crop, images=images, even_size=False)[0]
     assert pasted.shape == (images.shape[0], 517, 301, 3)
     x0, y0, x1, y1 = crop.inside
     outside = torch.ones(517, 301, dtype=torch.bool)
     outside[y0:y1, x0:x1] = False
     assert torch.equal(pasted[:, outside], image[0, outside].expand(images.shape[0], -1, -1))  # bit-exact
     assert (pasted[:, y0:y1, x0:x1] - image[:, y0:y1, x0:x1]).abs().max() > 0.05
+    # the default: odd sides one pixel more (H.264 needs even sides: Create Video -> Save Video)
+    even = run_node(comfy.nodes["AsymKPasteBack"], face_crop=face_crop, images=images)[0]
+    assert even.shape == (images.shape[0], 518, 302, 3)
+    assert torch.equal(even[:, :517, :301], pasted)
+    assert torch.equal(even[:, 517, :301], pasted[:, 516]) and torch.equal(even[:, :, 301], even[:, :, 300])
     output = run_node(comfy.nodes["AsymKRenderVideo"], pipeline=loaded, reference=reference, audio_features=features,
                       face_crop=face_crop, steps=1, filename_prefix="video/photo")
     saved = output.ui.as_dict()["images"][0]
