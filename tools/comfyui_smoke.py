@@ -8,15 +8,20 @@ What it does, on CPU, with a tiny random-weight model:
 1. checks that this repository is in ``ComfyUI/custom_nodes/`` (``--link NAME`` adds a symlink), makes
    ``models/asymk/asymk-smoke-tiny`` (the ``tiny`` preset) unless ``--model`` names an installed one, and
    copies the example portrait and speech into ``ComfyUI/input/`` as ``asymk_portrait.png`` /
-   ``asymk_speech.wav`` (the names the shipped workflows use);
+   ``asymk_speech.wav``, and the photo (``--photo``, default the example portrait, in which OpenCV's
+   Haar cascade finds the face) as ``asymk_photo.png`` (the names the shipped workflows use);
 2. starts ComfyUI (``main.py --cpu --listen 127.0.0.1 --port PORT``; or uses ``--url`` of a running
-   one), checks the start-up log (the pack imported, no node disabled) and ``/object_info`` (all six
-   AsymK nodes, their output types, the model in the loader's list);
+   one), checks the start-up log (the pack imported, no node disabled) and ``/object_info`` (every
+   AsymK node, Face Crop and Paste Back included, and no other in the category; their output types;
+   the model in the loader's list);
 3. checks that ComfyUI offers the UI workflows under Templates (every ``workflows/*.json``), then
    queues each workflow of ``workflows/`` and ``workflows/api/`` through ``POST /prompt`` (UI-format
    files are converted to the API format with ``/object_info``; the converted UI graph must equal the
    shipped API file), follows the websocket messages, and checks each mp4 written:
    ``round(duration x fps)`` frames and an audio stream as long as the video (within one AAC frame);
+   a workflow with AsymK Face Crop must give a video of the photo's size (odd sides one pixel more):
+   the photo workflow, and the long-form one with a Face Crop wired into Render Video's ``face_crop``
+   (``asymk_long_form_face_crop``: the paste-back while streaming);
 4. cancels a long streaming render (``POST /interrupt``) after its first progress message and checks
    that the run ends as interrupted and leaves no file behind.
 
@@ -56,7 +61,11 @@ NODE_OUTPUTS = {
     "AsymKChunkLoopSampler": ["LATENT"],
     "AsymKDecode": ["IMAGE", "FLOAT"],
     "AsymKRenderVideo": ["VIDEO"],
+    "AsymKFaceCrop": ["IMAGE", "ASYMK_FACE_CROP"],
+    "AsymKPasteBack": ["IMAGE"],
 }
+CATEGORY = "AsymK-Talker"
+IMAGES = {"AsymKFaceCrop": "asymk_photo.png"}  # a workflow with this node loads this image
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 AAC_FRAME = 1024  # samples per AAC frame: the audio may end up to one frame after the video
 
@@ -249,16 +258,34 @@ def load_prompt(path: Path, object_info: dict) -> tuple[dict, bool]:
 
 def prepare(prompt: dict, model: str, name: str, audio: str = "asymk_speech.wav") -> dict:
     prompt = json.loads(json.dumps(prompt))
+    kinds = {node["class_type"] for node in prompt.values()}
+    image = next((IMAGES[kind] for kind in IMAGES if kind in kinds), "asymk_portrait.png")
     for node in prompt.values():
         inputs, kind = node["inputs"], node["class_type"]
         if kind == "AsymKLoadModel":
             inputs["model"] = model
         elif kind == "LoadImage":
-            inputs["image"] = "asymk_portrait.png"
+            inputs["image"] = image
         elif kind == "LoadAudio":
             inputs["audio"] = audio
         elif kind in ("SaveVideo", "AsymKRenderVideo"):
             inputs["filename_prefix"] = f"{OUTPUT_PREFIX}/{name}"
+    return prompt
+
+
+def with_face_crop(prompt: dict) -> dict:
+    """The long-form prompt with an AsymK Face Crop between its Load Image and Reference Encode, and
+    the crop's ``face_crop`` into AsymK Render Video (which then pastes each frame into the photo)."""
+    prompt = json.loads(json.dumps(prompt))
+    encode = next(k for k, v in prompt.items() if v["class_type"] == "AsymKReferenceEncode")
+    render = next(k for k, v in prompt.items() if v["class_type"] == "AsymKRenderVideo")
+    inputs = prompt[encode]["inputs"]
+    crop = str(max(int(k) for k in prompt) + 1)
+    prompt[crop] = {"class_type": "AsymKFaceCrop",
+                    "inputs": {"image": inputs["image"], "width": inputs["width"], "height": inputs["height"],
+                               "padding": 1.8, "face_box": "auto"}}
+    inputs["image"] = [crop, 0]
+    prompt[render]["inputs"]["face_crop"] = [crop, 1]
     return prompt
 
 
@@ -368,12 +395,14 @@ def check_log(report: Report, log_text: str, folder: Path) -> None:
 
 
 def check_object_info(report: Report, info: dict, model: str) -> None:
+    ours = sorted(k for k, v in info.items() if v.get("category") == CATEGORY)
+    report.check(ours == sorted(NODE_OUTPUTS), f"the {CATEGORY} category has {len(ours)} nodes: {ours}")
     for node_id, outputs in NODE_OUTPUTS.items():
         entry = info.get(node_id)
         if not report.check(entry is not None, f"/object_info lists {node_id}"):
             continue
         report.check(entry["output"] == outputs, f"{node_id} outputs {entry['output']}")
-        report.check(entry["category"] == "AsymK-Talker", f"{node_id} category {entry['category']!r}")
+        report.check(entry["category"] == CATEGORY, f"{node_id} category {entry['category']!r}")
     loader = info.get("AsymKLoadModel")
     if loader:
         spec = loader["input"]["required"]["model"]
@@ -411,7 +440,7 @@ def videos_of(entry: dict) -> list[dict]:
 
 
 def check_workflow(report: Report, client: Client, ws: WebSocket, client_id: str, output_dir: Path, name: str,
-                   prompt: dict, speech_seconds: float, timeout: float) -> None:
+                   prompt: dict, speech_seconds: float, timeout: float, photo_size=None) -> None:
     fps = next((float(n["inputs"]["fps"]) for n in prompt.values() if n["class_type"] == "AsymKAudioEncode"), 25.0)
     started = time.time()
     prompt_id, entry = run_prompt(client, client_id, prompt, timeout)
@@ -445,6 +474,11 @@ def check_workflow(report: Report, client: Client, ws: WebSocket, client_id: str
     report.check(info["frames"] == expected and abs(info["fps"] - fps) < 1e-3,
                  f"{name}: {info['frames']} frames at {info['fps']:g} fps (expected round({speech_seconds:g} s x "
                  f"{fps:g}) = {expected}), {info['width']}x{info['height']}")
+    if photo_size is not None and any(n["class_type"] == "AsymKFaceCrop" for n in prompt.values()):
+        want = tuple(side + side % 2 for side in photo_size)
+        report.check((info["width"], info["height"]) == want,
+                     f"{name}: the video has the photo's size {want[0]}x{want[1]} (photo "
+                     f"{photo_size[0]}x{photo_size[1]})")
     if info["audio_s"] is None:
         report.fail(f"{name}: the mp4 has no audio stream")
         return
@@ -503,6 +537,8 @@ def main(argv=None) -> int:
     parser.add_argument("--comfy-arg", action="append", default=[], help="an extra main.py argument (repeatable)")
     parser.add_argument("--speech", type=Path, default=EXAMPLES / "speech.wav",
                         help="the speech to use (any length, rate and channel count; default: the example)")
+    parser.add_argument("--photo", type=Path, default=EXAMPLES / "portrait.png",
+                        help="the photo for the photo workflow, with a frontal face (default: the example portrait)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per workflow")
     args = parser.parse_args(argv)
 
@@ -524,6 +560,11 @@ def main(argv=None) -> int:
         inputs, output_dir = comfyui / "input", comfyui / "output"
         inputs.mkdir(exist_ok=True)
         shutil.copyfile(EXAMPLES / "portrait.png", inputs / "asymk_portrait.png")
+        from PIL import Image
+
+        with Image.open(args.photo) as photo:  # as a PNG, whatever the photo's format
+            photo_size = photo.size
+            photo.convert("RGB").save(inputs / "asymk_photo.png")
         speech = f"asymk_speech{args.speech.suffix.lower()}"
         shutil.copyfile(args.speech, inputs / speech)
         write_long_speech(EXAMPLES / "speech.wav", inputs / "asymk_smoke_long.wav", 60.0)
@@ -558,6 +599,8 @@ def main(argv=None) -> int:
             if path.parent == WORKFLOWS and not from_ui:  # the front end would open an empty canvas
                 report.fail(f"{path.name} is in API format but ComfyUI offers it as a template")
             report.ok(f"{path.name}: {'UI format, converted' if from_ui else 'API format'} ({len(prompt)} nodes)")
+        if "asymk_long_form" in prompts:
+            prompts["asymk_long_form_face_crop"] = with_face_crop(prompts["asymk_long_form"])
         if "asymk_talking_head" in prompts and "asymk_talking_head_api" in prompts:
             report.check(prompts["asymk_talking_head"] == prompts["asymk_talking_head_api"],
                          "the UI workflow converts to exactly the shipped API workflow")
@@ -567,7 +610,7 @@ def main(argv=None) -> int:
             client.post("/free", {"unload_models": True, "free_memory": True})
             time.sleep(1.5)  # the queue worker applies it when it wakes, before the next prompt
             check_workflow(report, client, ws, client_id, output_dir, name, prepare(prompt, model, name, speech),
-                           speech_seconds, args.timeout)
+                           speech_seconds, args.timeout, photo_size)
 
         print("cancel", flush=True)
         long_form = prompts.get("asymk_long_form")
