@@ -26,6 +26,9 @@ METRICS = (  # summary key, column title, format
     ("identity_slope_per_minute", "identity drift per minute", "{:+.4f}"),
     ("boundary_ratio", "chunk-boundary jump ratio (1 = seamless)", "{:.2f}"),
     ("psnr", "PSNR vs ground truth (dB)", "{:.1f}"),
+    ("region_error_worst", "worst region colour error vs ground truth, any window (8-bit levels; target <= 4)", "{:.1f}"),
+    ("portrait_error_worst", "worst background/clothes colour error vs the portrait, any window (target <= 6)", "{:.1f}"),
+    ("psnr_worst_window", "PSNR of the worst window (dB)", "{:.1f}"),
     ("generation_fps", "generation FPS (this machine)", "{:.1f}"),
 )
 
