@@ -7,8 +7,23 @@ Inputs per call (one KCLG chunk window of ``F = kernel_frames + chunk_frames`` l
 * ``timestep``           ``[B, F]``           flow-matching time x 1000 per frame; kernel frames 0
 * ``audio_features``     ``[B, F - kernel_frames, r, W, L, D_a]`` per chunk latent frame: ``r`` video
   frames, each a window of ``W`` audio feature frames from ``L`` encoder layers of width ``D_a``
+  (``audio_projector="windows"``); or ``[B, 1 + r (F - 1), W, L, D_a]``, one window per video frame
+  of the whole window, kernel frames included (``audio_projector="flashhead"``)
 
 Output: the flow-matching velocity ``[B, C, F, h, w]`` (only the chunk frames are used).
+
+Config options that keep other checkpoints loadable (defaults: this project's models):
+
+* ``kernel_timestep``: ``"zero"`` (kernel frames carry t = 0) or ``"shared"`` (kernel frames carry
+  the chunk's timestep, whatever the caller passes for them);
+* ``mask_channel``: ``True`` adds a kernel-mask input channel (``2 C + 1`` in), ``False`` does not
+  (``2 C``);
+* ``audio_projector``: ``"windows"`` (:class:`AudioProjection`, audio on the chunk frames) or
+  ``"flashhead"`` (:class:`FlashHeadAudioProjection`, audio on every window frame);
+* ``kernel_attention``: ``"full"`` or ``"block_causal"`` (see :mod:`.kernel_attention`).
+
+The audio cross-attention is the same in every variant: affine LayerNorm before it, biases on
+q/k/v/out, RMS norm on q and k across heads, no gate.
 
 Blocks reuse diffusers' Wan building blocks (``WanAttention``, ``WanRotaryPosEmbed``,
 ``FeedForward``) and keep Wan's parameter names, so Wan2.1 weights map onto the ``base`` preset.
@@ -32,7 +47,7 @@ from diffusers.models.transformers.transformer_wan import WanAttention, WanAttnP
 from diffusers.utils import BaseOutput
 
 from ..errors import input_error
-from .audio_projection import AudioProjection
+from .audio_projection import AUDIO_PROJECTIONS, AudioProjection, FlashHeadAudioProjection
 from .kernel_attention import KERNEL_ATTENTION, BlockCausalAttnProcessor, KernelCache
 
 PRESETS: dict[str, dict] = {
@@ -52,6 +67,10 @@ PRESETS: dict[str, dict] = {
         freq_dim=256, audio_dim=768, audio_layers=13, audio_hidden_dim=512, audio_tokens_per_frame=4,
     ),
 }
+
+
+KERNEL_TIMESTEPS = ("zero", "shared")
+"""``AsymKTransformer(kernel_timestep=...)`` choices; ``zero`` is every model of this project."""
 
 
 @dataclass
@@ -123,11 +142,12 @@ class AsymKTransformerBlock(nn.Module):
         hidden_states = (hidden_states.float() + attn_output * gate_msa).type_as(hidden_states)
 
         if audio_tokens is not None:
-            # Frame-local: fold chunk frames into the batch so frame j only sees audio tokens of frame j.
-            batch, _, dim = hidden_states.shape
-            chunk_start = kernel_frames * tokens_per_frame
-            chunk_states = hidden_states[:, chunk_start:]
+            # Frame-local: fold frames into the batch so frame j only sees audio tokens of frame j. The
+            # audio covers the last ``audio_tokens.shape[1]`` frames: the chunk, or the whole window.
+            batch, tokens, dim = hidden_states.shape
             chunk_frames = audio_tokens.shape[1]
+            chunk_start = tokens - chunk_frames * tokens_per_frame
+            chunk_states = hidden_states[:, chunk_start:]
             queries = self.norm_audio(chunk_states.float()).type_as(hidden_states)
             queries = queries.reshape(batch * chunk_frames, tokens_per_frame, dim)
             context = audio_tokens.flatten(0, 1)
@@ -170,21 +190,39 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         audio_tokens_per_frame: int = 2,
         audio_hidden_dim: int = 64,
         kernel_attention: str = "full",
+        kernel_timestep: str = "zero",
+        mask_channel: bool = True,
+        audio_projector: str = "windows",
+        audio_frames_per_latent: int = 4,
     ):
         super().__init__()
-        if kernel_attention not in KERNEL_ATTENTION:
-            raise input_error("kernel_attention", f"got {kernel_attention!r}", f"use one of {list(KERNEL_ATTENTION)}")
+        for name, value, choices in (("kernel_attention", kernel_attention, KERNEL_ATTENTION),
+                                     ("kernel_timestep", kernel_timestep, KERNEL_TIMESTEPS),
+                                     ("audio_projector", audio_projector, AUDIO_PROJECTIONS)):
+            if value not in choices:
+                raise input_error(name, f"got {value!r}", f"use one of {list(choices)}")
+        if kernel_attention == "block_causal" and (kernel_timestep != "zero" or audio_projector != "windows"):
+            raise input_error("kernel_attention", "block_causal caches the kernel tokens, so they must be clean "
+                              "(kernel_timestep='zero') and without audio (audio_projector='windows')",
+                              "use kernel_attention='full' with these options")
         dim = num_attention_heads * attention_head_dim
-        # Channels in: noisy/kernel latents, TRE reference latents, and a kernel mask channel.
-        in_channels = 2 * latent_channels + 1
+        # Channels in: noisy/kernel latents, TRE reference latents, and (optionally) a kernel mask channel.
+        in_channels = 2 * latent_channels + int(bool(mask_channel))
 
         self.rope = WanRotaryPosEmbed(attention_head_dim, tuple(patch_size), rope_max_seq_len)
         self.patch_embedding = nn.Conv3d(in_channels, dim, kernel_size=tuple(patch_size), stride=tuple(patch_size))
         self.condition_embedder = AsymKConditionEmbedder(dim, freq_dim)
-        self.audio_projection = AudioProjection(
-            audio_dim=audio_dim, audio_layers=audio_layers, audio_window=audio_window,
-            hidden_dim=audio_hidden_dim, tokens_per_frame=audio_tokens_per_frame, out_dim=dim,
-        )
+        if audio_projector == "flashhead":
+            self.audio_projection = FlashHeadAudioProjection(
+                audio_dim=audio_dim, audio_layers=audio_layers, audio_window=audio_window,
+                hidden_dim=audio_hidden_dim, tokens_per_frame=audio_tokens_per_frame, out_dim=dim,
+                frames_per_latent=audio_frames_per_latent,
+            )
+        else:
+            self.audio_projection = AudioProjection(
+                audio_dim=audio_dim, audio_layers=audio_layers, audio_window=audio_window,
+                hidden_dim=audio_hidden_dim, tokens_per_frame=audio_tokens_per_frame, out_dim=dim,
+            )
         self.blocks = nn.ModuleList(
             [AsymKTransformerBlock(dim, ffn_dim, num_attention_heads, eps, kernel_attention == "block_causal")
              for _ in range(num_layers)]
@@ -235,9 +273,15 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             raise ValueError("AsymKTransformer needs a temporal patch size of 1 (frame-local audio).")
         if timestep.ndim == 1:
             timestep = timestep[:, None].expand(batch, frames)
-        kernel_mask = torch.zeros_like(hidden_states[:, :1])
-        kernel_mask[:, :, :kernel_frames] = 1.0
-        model_input = torch.cat([hidden_states, reference_latents.to(hidden_states.dtype), kernel_mask], dim=1)
+        if self.config.get("kernel_timestep", "zero") == "shared" and 0 < kernel_frames < frames:
+            chunk_time = timestep[:, kernel_frames:kernel_frames + 1]
+            timestep = torch.cat([chunk_time.expand(-1, kernel_frames), timestep[:, kernel_frames:]], dim=1)
+        inputs = [hidden_states, reference_latents.to(hidden_states.dtype)]
+        if self.config.get("mask_channel", True):
+            kernel_mask = torch.zeros_like(hidden_states[:, :1])
+            kernel_mask[:, :, :kernel_frames] = 1.0
+            inputs.append(kernel_mask)
+        model_input = torch.cat(inputs, dim=1)
 
         rotary_emb = self.rope(model_input)
         tokens_per_frame = (height // p_h) * (width // p_w)
@@ -258,6 +302,12 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         audio_tokens = None
         if audio_features is not None:
             audio_tokens = self.audio_projection(audio_features.to(tokens.dtype))
+            whole_window = self.config.get("audio_projector", "windows") == "flashhead"
+            expected = present_frames if whole_window else present_frames - present_kernel_frames
+            if audio_tokens.shape[1] != expected:
+                raise input_error("audio_features", f"they give {audio_tokens.shape[1]} latent frames of audio, the "
+                                  f"window needs {expected}", "pass audio for the " + (
+                                      "whole window (kernel included)" if whole_window else "chunk frames"))
 
         for index, block in enumerate(self.blocks):
             attention_kwargs = None
