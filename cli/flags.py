@@ -29,6 +29,9 @@ FLAGS = {
     "paste_back": "--paste-back",
     "face_box": "--face-box",
     "face_padding": "--face-padding",
+    "transformer": "--transformer",
+    "vae": "--vae",
+    "wav2vec2": "--wav2vec2",
 }
 
 

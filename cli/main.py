@@ -1,4 +1,4 @@
-"""The ``asymk-talker`` command: init, generate, and the demo / synth / eval / preprocess / bench commands.
+"""The ``asymk-talker`` command: init, generate, and the demo / synth / eval / preprocess / bench / convert commands.
 
 Thin front end above the pipeline: every subcommand calls library code. Input mistakes print one
 clear line and exit with status 2; nothing is written on failure. Heavy imports (torch, diffusers,
@@ -22,7 +22,7 @@ from .flags import as_cli_error
 
 # Subcommands of other modules (package-relative name -> has ``register(subparsers)``); a module
 # whose part of the package is not installed is skipped.
-EXTRA_COMMANDS = (".demo", "..asymk_core.synthetic.command", ".eval", ".preprocess", ".bench", ".serve")
+EXTRA_COMMANDS = (".demo", "..asymk_core.synthetic.command", ".eval", ".preprocess", ".bench", ".serve", ".convert")
 
 
 def cmd_init(args) -> int:

@@ -87,6 +87,9 @@ class AsymKPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "audio_encoder->vae->transformer"
+    # diffusers saves a component whose __init__ argument has a default only if it is listed here:
+    # without this, a wav2vec2 pipeline's feature extractor was not written by save_pretrained.
+    _optional_components = ["feature_extractor"]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
