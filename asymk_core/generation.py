@@ -14,7 +14,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .errors import input_error
-from .kclg import Chunk, ChunkPlan, DenoiseChunk, chunk_audio_windows, initial_kernel, kclg_chunks
+from .kclg import Chunk, ChunkPlan, DenoiseChunk, chunk_audio_windows, initial_kernel, kclg_chunks, window_audio_windows
 from .sampling import (
     ChunkConditions,
     kernel_cache_for,
@@ -25,17 +25,20 @@ from .sampling import (
     shifted_sigmas,
 )
 from .vae import StreamingDecoder, spatial_factor, temporal_factor
+from .window_kernel import WindowCodec
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
     """``sampler``: ``teacher`` (Euler, many steps, audio guidance) or ``distilled`` (few steps);
-    ``shift``: the time shift of the distilled schedule."""
+    ``shift``: the time shift of the distilled schedule; ``window_noise`` (distilled): noise drawn
+    for the whole window, as SoulX-FlashHead does (see :func:`sample_chunk_distilled`)."""
 
     sampler: str = "teacher"
     num_inference_steps: int = 20
     guidance_scale: float = 1.0
     shift: float = 3.0
+    window_noise: bool = False
 
     def __post_init__(self):
         check_sampler(self.sampler)
@@ -77,11 +80,18 @@ def make_chunk_denoiser(
     reference_latents = reference_latents.to(dtype)
     sigmas = shifted_sigmas(settings.num_inference_steps, settings.shift)
 
+    whole_window_audio = transformer.config.get("audio_projector", "windows") == "flashhead"
+
     def denoise(chunk_index: int, kernel: torch.Tensor) -> torch.Tensor:
-        noise = randn_tensor(
-            (batch, channels, plan.chunk_frames, height, width), generator=generator, device=device, dtype=dtype
-        )
-        features = chunk_audio_windows(audio, plan, chunk_index).to(device=device, dtype=dtype)
+        frames = plan.chunk_frames_for(chunk_index)
+        if settings.window_noise:  # drawn for [kernel | chunk]; the kernel positions are overwritten
+            noise = randn_tensor((batch, channels, kernel.shape[2] + frames, height, width), generator=generator,
+                                 device=device, dtype=dtype)[:, :, kernel.shape[2]:]
+        else:
+            noise = randn_tensor((batch, channels, frames, height, width), generator=generator, device=device,
+                                 dtype=dtype)
+        windows = window_audio_windows if whole_window_audio else chunk_audio_windows
+        features = windows(audio, plan, chunk_index).to(device=device, dtype=dtype)
         conditions = ChunkConditions(
             kernel=kernel.to(dtype), reference_latents=reference_latents,
             audio_features=features.expand(batch, *features.shape[1:]), kernel_cache=kernel_cache_for(transformer),
@@ -89,7 +99,7 @@ def make_chunk_denoiser(
         if settings.sampler == "distilled":
             with torch.no_grad():
                 return sample_chunk_distilled(transformer, noise, conditions, sigmas, generator, step_callback,
-                                              chunk_index=chunk_index)
+                                              chunk_index=chunk_index, window_noise=settings.window_noise)
         return sample_chunk_teacher(
             transformer, scheduler, noise, conditions, settings.num_inference_steps, settings.guidance_scale,
             step_callback, chunk_index=chunk_index,
@@ -148,6 +158,8 @@ def generate_chunks(
     start_chunk: int = 0,
     kernel: torch.Tensor | None = None,
     decoder: StreamingDecoder | None = None,
+    colour_reference: torch.Tensor | None = None,
+    colour_correction: float = 0.0,
 ) -> Iterator[VideoChunk | Chunk]:
     """TRE reference latents ``[B, C, plan.window_frames, h, w]`` (:func:`asymk_core.tre.encode_reference`)
     + per-frame audio -> decoded :class:`VideoChunk` objects, streamed (``decode=False``: the latent
@@ -161,6 +173,11 @@ def generate_chunks(
     Given those, the chunks are exactly those of an uninterrupted run. The chunk loop is lazy: when a
     chunk is yielded, the next one has not consumed any random numbers yet, so the generator, the
     next kernel and the decoder are a consistent checkpoint at every yield.
+
+    A ``"decoded"`` plan (:class:`asymk_core.window_kernel.WindowCodec`) decodes each window on its
+    own and re-encodes the next kernel from its last frames, colour-corrected towards
+    ``colour_reference`` (the portrait ``[B, 3, H, W]`` in [-1, 1]) with strength
+    ``colour_correction`` in [0, 1]; it starts at chunk 0 only.
     """
     if plan.temporal_factor != temporal_factor(vae):
         raise ValueError("`plan.temporal_factor` does not match the VAE.")
@@ -178,8 +195,9 @@ def generate_chunks(
             raise input_error("kernel", f"resuming at chunk {start_chunk} needs that chunk's motion kernel",
                               "pass the kernel saved with the render state")
         kernel = first_kernel
-    elif tuple(kernel.shape) != tuple(first_kernel.shape):
-        raise input_error("kernel", f"expected shape {tuple(first_kernel.shape)}, got {tuple(kernel.shape)}",
+    elif tuple(kernel.shape) != (expected := (*first_kernel.shape[:2], plan.kernel_frames_for(start_chunk),
+                                              *first_kernel.shape[3:])):
+        raise input_error("kernel", f"expected shape {expected}, got {tuple(kernel.shape)}",
                           "pass the kernel saved with the render state for this model and size")
     else:
         kernel = kernel.to(device=first_kernel.device)  # keep its dtype: exactly what the loop carried
@@ -189,7 +207,25 @@ def generate_chunks(
     denoise = make_chunk_denoiser(
         transformer, scheduler, reference_latents, audio, plan, settings, generator, step_callback
     )
-    chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, start_chunk=start_chunk)
+    if plan.kernel_source == "decoded":
+        if start_chunk:
+            raise input_error("start_chunk", "renders whose kernels are re-encoded frames start at chunk 0",
+                              "render from the start (resume is for kernel_source='latents')")
+        if colour_correction and colour_reference is None:
+            raise input_error("colour_reference", "colour correction needs the portrait",
+                              "pass the portrait [B, 3, H, W] in [-1, 1], or colour_correction=0")
+        codec = WindowCodec(vae, plan, colour_reference, colour_correction)
+        chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, make_kernel=codec.next_kernel,
+                             initial_kernel_frames=plan.kernel_frames_for(0))
+        for chunk in chunks:
+            if not decode:
+                yield chunk
+                continue
+            start, _ = plan.video_range(chunk.index)
+            yield VideoChunk(chunk=chunk, frames=to_frames(codec.shown_frames(chunk)), start_frame=start)
+        return
+    chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, start_chunk=start_chunk,
+                         initial_kernel_frames=plan.kernel_frames_for(start_chunk))
     if not decode:
         yield from chunks
         return

@@ -32,6 +32,8 @@ PIPELINE_PRESETS: dict[str, dict] = {
                  num_inference_steps=40, guidance_scale=4.0),
 }
 SCHEDULER_SHIFT = {"tiny": 3.0, "synthetic": 3.0, "base": 5.0}
+LOOP_SETTING_NAMES = ("kernel_source", "first_kernel_frames", "colour_correction", "window_noise")
+"""Optional pipeline config entries describing a model's chunk loop (absent: this project's loop)."""
 
 
 def component_classes() -> dict[str, type]:
@@ -125,7 +127,7 @@ def load_pipeline_components(folder: Path, torch_dtype: torch.dtype | None = Non
     if not isinstance(index, dict):
         raise input_error(argument, f"{index_path} holds a JSON {type(index).__name__}, not an object of components "
                           "and settings", "restore the file (save_pretrained writes it)")
-    known_settings = set().union(*PIPELINE_PRESETS.values())
+    known_settings = set().union(*PIPELINE_PRESETS.values(), LOOP_SETTING_NAMES)
     classes = component_classes()
     components, config = {}, {}
     for name, value in index.items():

@@ -14,7 +14,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 
 from .choices import SAMPLERS
 from .errors import input_error
-from .flow_matching import NUM_TRAIN_TIMESTEPS, time_shift, x0_from_velocity
+from .flow_matching import NUM_TRAIN_TIMESTEPS, add_noise, time_shift, x0_from_velocity
 from .models.kernel_attention import KernelCache
 
 StepCallback = Callable[[int, int, int, torch.Tensor], torch.Tensor | None]
@@ -137,6 +137,7 @@ def sample_chunk_distilled(
     callback: StepCallback | None = None,
     exit_step: int | None = None,
     chunk_index: int = 0,
+    window_noise: bool = False,
 ) -> torch.Tensor:
     """The few-step student: one transformer call per step, no guidance.
 
@@ -148,7 +149,14 @@ def sample_chunk_distilled(
     for its terminal ``sigma = 0`` and so shift the random stream of every following chunk.
     ``exit_step`` stops early and returns that step's ``x_0`` (AKD's random exit). Gradients flow
     only if the caller enables them.
+
+    ``window_noise``: draw every re-noising tensor for the whole ``[kernel | chunk]`` window and use
+    its chunk frames, and draw one more after the last step, as SoulX-FlashHead's sampler does; then
+    a seed gives its random stream (``noise`` is then the chunk frames of a window-sized draw too).
     """
+    if window_noise:
+        return _sample_window_noise(transformer, noise, conditions, sigmas, generator, callback, exit_step,
+                                    chunk_index)
     last = len(sigmas) - 1 if exit_step is None else exit_step
     scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, stochastic_sampling=True)
     scheduler.set_timesteps(sigmas=list(sigmas), device=noise.device)
@@ -161,6 +169,28 @@ def sample_chunk_distilled(
                                      return_dict=False)[0]
         else:
             latents = x0_from_velocity(latents, velocity, sigma)
+        if callback is not None:
+            latents = _replaced(callback(chunk_index, step, len(sigmas), latents), latents)
+    return latents
+
+
+def _sample_window_noise(transformer, noise, conditions, sigmas, generator, callback, exit_step, chunk_index):
+    """:func:`sample_chunk_distilled` with window-sized noise draws (flow-matching algebra, no scheduler)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    kernel_frames = conditions.kernel.shape[2]
+    batch, channels, frames, height, width = noise.shape
+    shape = (batch, channels, kernel_frames + frames, height, width)
+    last = len(sigmas) - 1 if exit_step is None else exit_step
+    latents = noise
+    for step, sigma in enumerate(sigmas[: last + 1]):
+        velocity = predict_velocity(transformer, latents, sigma, conditions)
+        clean = x0_from_velocity(latents, velocity, sigma)
+        draw = randn_tensor(shape, generator=generator, device=noise.device, dtype=noise.dtype)[:, :, kernel_frames:]
+        if step < last:
+            latents = add_noise(clean, draw, sigmas[step + 1])
+        else:
+            latents = clean
         if callback is not None:
             latents = _replaced(callback(chunk_index, step, len(sigmas), latents), latents)
     return latents

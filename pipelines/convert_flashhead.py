@@ -28,10 +28,12 @@ from .pipeline_asymk import AsymKPipeline
 
 FLASHHEAD_PIPELINE_CONFIG = dict(
     sampler="distilled", num_inference_steps=4, guidance_scale=1.0, height=512, width=512, fps=25.0,
-    chunk_frames=7, kernel_frames=2,
+    chunk_frames=7, kernel_frames=2, first_kernel_frames=1, kernel_source="decoded", colour_correction=1.0,
+    window_noise=True,
 )
-"""Generation defaults of a converted folder: FlashHead Pro's 4 steps, 512 x 512 at 25 fps, windows of
-9 latent frames (2 kernel + 7 new)."""
+"""Generation defaults of a converted folder, FlashHead Pro's: 4 steps, 512 x 512 at 25 fps, windows
+of 9 latent frames (33 video frames): chunk 0 = 1 reference latent + 8 new, later chunks = 2 latents
+re-encoded from the last 5 shown (colour-corrected) frames + 7 new, i.e. 28 new frames per chunk."""
 
 FLASHHEAD_SHIFT = 5.0
 """Time shift of FlashHead's schedule: timesteps 1000, 750, 500, 250 shifted by 5."""

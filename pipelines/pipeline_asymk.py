@@ -19,6 +19,7 @@ from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscret
 from diffusers.utils import BaseOutput
 
 from ..asymk_core.audio import FrameAudioFeatures, load_audio
+from ..asymk_core.audio_flashhead import FlashHeadAudioFeatures
 from ..asymk_core.errors import InputError, error_argument, input_error, rename_argument
 from ..asymk_core.face_crop import DEFAULT_PADDING, crop_photo, paste_back_chunks
 from ..asymk_core.files import apply_umask_to_weights
@@ -32,7 +33,7 @@ from ..asymk_core.models.transformer import AsymKTransformer
 from ..asymk_core.sampling import check_sampler, own_scheduler
 from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import temporal_factor, use_onednn_convolutions
-from .render_session import RenderSession, RenderSettings
+from .render_session import LOOP_SETTINGS, RenderSession, RenderSettings
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -107,6 +108,10 @@ class AsymKPipeline(DiffusionPipeline):
         fps: float = 25.0,
         chunk_frames: int = 4,
         kernel_frames: int = 3,
+        kernel_source: str = "latents",
+        first_kernel_frames: int = 0,
+        colour_correction: float = 0.0,
+        window_noise: bool = False,
     ):
         super().__init__()
         self.register_modules(
@@ -119,6 +124,8 @@ class AsymKPipeline(DiffusionPipeline):
         self.register_to_config(
             sampler=sampler, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
             height=height, width=width, fps=fps, chunk_frames=chunk_frames, kernel_frames=kernel_frames,
+            kernel_source=kernel_source, first_kernel_frames=first_kernel_frames,
+            colour_correction=colour_correction, window_noise=window_noise,
         )
 
     # ----------------------------------------------------------------------------------- loading
@@ -204,8 +211,14 @@ class AsymKPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------------------------- prepare
     def encode_audio(self, audio, sample_rate: int | None = None, fps: float | None = None) -> FrameAudioFeatures:
-        """Audio (path, or array + ``sample_rate``) -> per-video-frame feature windows, computed lazily."""
+        """Audio (path, or array + ``sample_rate``) -> per-video-frame feature windows, computed lazily
+        (:class:`FlashHeadAudioFeatures` for a transformer with ``audio_projector="flashhead"``)."""
         waveform = load_audio(audio, sample_rate)
+        config = self.transformer.config
+        if config.get("audio_projector", "windows") == "flashhead":
+            return FlashHeadAudioFeatures(self.audio_encoder, waveform, fps or self.config.fps,
+                                          window=config.audio_window, feature_extractor=self.feature_extractor,
+                                          num_layers=config.audio_layers)
         return FrameAudioFeatures(
             self.audio_encoder, waveform, fps or self.config.fps, window=self.transformer.config.audio_window,
             feature_extractor=self.feature_extractor,
@@ -233,7 +246,9 @@ class AsymKPipeline(DiffusionPipeline):
                 raise rename_argument(error, f"{argument} in {source}") from None
             raise
         settings["guidance_scale"] = float(settings["guidance_scale"])
-        return RenderSettings(**settings, shift=float(self.scheduler.config.get("shift", 3.0)))
+        loop = {name: self.config.get(name, default) for name, default in LOOP_SETTINGS.items()}
+        loop["first_kernel_frames"] = loop["first_kernel_frames"] or None
+        return RenderSettings(**settings, shift=float(self.scheduler.config.get("shift", 3.0)), **loop)
 
     def prepare(
         self,
@@ -265,7 +280,7 @@ class AsymKPipeline(DiffusionPipeline):
         ``None``). Drive it with :meth:`RenderSession.chunks`; with ``paste_back`` the session's
         ``paste_back`` turns its chunks into photo frames (:func:`asymk_core.face_crop.paste_back_chunks`).
         """
-        if isinstance(audio, FrameAudioFeatures):
+        if isinstance(audio, (FrameAudioFeatures, FlashHeadAudioFeatures)):
             if fps is not None and float(fps) != audio.fps:
                 raise input_error("fps", f"{fps!r} differs from the audio features' {audio.fps:g} fps",
                                   "leave fps unset, or encode the audio at that fps")
@@ -283,9 +298,10 @@ class AsymKPipeline(DiffusionPipeline):
             image, paste = crop_photo(image, (settings.width, settings.height), face_box=face_box,
                                       padding=DEFAULT_PADDING if face_padding is None else face_padding)
         image_tensor = None if image is None else preprocess_image(image, settings.height, settings.width)
-        if not isinstance(audio, FrameAudioFeatures):
+        if not isinstance(audio, (FrameAudioFeatures, FlashHeadAudioFeatures)):
             audio = self.encode_audio(audio, sample_rate, settings.fps)
-        plan = ChunkPlan(audio.num_frames, settings.chunk_frames, settings.kernel_frames, temporal_factor(self.vae))
+        plan = ChunkPlan(audio.num_frames, settings.chunk_frames, settings.kernel_frames, temporal_factor(self.vae),
+                         first_kernel_frames=settings.first_kernel_frames, kernel_source=settings.kernel_source)
         return RenderSession(self, settings, plan, audio, image=image_tensor, reference_latents=reference_latents,
                              generator=generator, callback_on_step_end=callback_on_step_end,
                              callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
@@ -358,6 +374,10 @@ class AsymKPipeline(DiffusionPipeline):
             generator, None, height=height, width=width, fps=fps, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, chunk_frames=chunk_frames, kernel_frames=kernel_frames, sampler=sampler,
         )
+        if settings.kernel_source != "latents" or settings.first_kernel_frames is not None:
+            raise input_error("kernel_source", f"live sessions run this project's loop, not kernel_source="
+                              f"{settings.kernel_source!r} / first_kernel_frames={settings.first_kernel_frames}",
+                              "render this model offline (pipe(...), pipe.stream or asymk-talker generate)")
         if image is None:
             raise input_error("image", "no portrait was given", "pass the portrait image")
         portrait = preprocess_image(image, settings.height, settings.width)

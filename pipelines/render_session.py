@@ -22,10 +22,18 @@ from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import StreamingDecoder
 
 
+LOOP_SETTINGS = dict(kernel_source="latents", first_kernel_frames=0, colour_correction=0.0, window_noise=False)
+"""Pipeline config entries that describe a model's chunk loop (defaults: this project's models; a
+converted SoulX-FlashHead folder sets them): see :class:`asymk_core.kclg.ChunkPlan`,
+:func:`asymk_core.colour.match_colours` and :class:`asymk_core.generation.SamplingSettings`.
+``first_kernel_frames`` 0 means ``kernel_frames``."""
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """Every setting of one render, resolved: size (px), ``fps``, sampler, steps per chunk, audio
-    guidance, the distilled schedule's time ``shift``, latent frames per chunk and per kernel."""
+    guidance, the distilled schedule's time ``shift``, latent frames per chunk and per kernel, and
+    the loop's :data:`LOOP_SETTINGS` (``first_kernel_frames`` ``None`` = ``kernel_frames``)."""
 
     height: int
     width: int
@@ -36,11 +44,16 @@ class RenderSettings:
     shift: float
     chunk_frames: int
     kernel_frames: int
+    kernel_source: str = "latents"
+    first_kernel_frames: int | None = None
+    colour_correction: float = 0.0
+    window_noise: bool = False
 
     @property
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(sampler=self.sampler, num_inference_steps=self.num_inference_steps,
-                                guidance_scale=self.guidance_scale, shift=self.shift)
+                                guidance_scale=self.guidance_scale, shift=self.shift,
+                                window_noise=bool(self.window_noise))
 
 
 class RenderSession:
@@ -126,12 +139,17 @@ class RenderSession:
                 pipe.transformer, pipe.vae, own_scheduler(pipe.scheduler), self.reference_latents, self.audio, plan,
                 self.settings.sampling, generator=self.generator, step_callback=on_step, decode=decode,
                 start_chunk=start_chunk, kernel=kernel, decoder=decoder,
+                colour_reference=None if self.image is None else self.image.to(pipe.vae.device),
+                colour_correction=float(self.settings.colour_correction),
             )
         pipe.maybe_free_model_hooks()
 
     def state_after(self, chunk: Chunk) -> LoopState:
         """The loop state right after ``chunk`` was yielded by :meth:`chunks`: enough to resume at
         ``chunk.index + 1`` (the next chunk has not drawn any noise yet)."""
+        if self.plan.kernel_source != "latents":
+            raise input_error("kernel_source", "renders whose kernels are re-encoded frames cannot be resumed yet",
+                              "render without --resume")
         return LoopState(
             kernel=next_kernel(chunk.kernel, chunk.latents, self.plan.kernel_frames),
             generator_state=None if self.generator is None else self.generator.get_state(),

@@ -177,7 +177,8 @@ def test_converted_folder_loads_and_cli(flashhead, tmp_path):
     direct, _ = transformer_from_flashhead(folder, **AUDIO)
     assert all(torch.equal(pipe.transformer.state_dict()[k], v) for k, v in direct.state_dict().items())
     assert pipe.config.sampler == "distilled" and pipe.config.num_inference_steps == 4
-    assert (pipe.config.kernel_frames, pipe.config.chunk_frames) == (2, 7)
+    assert (pipe.config.kernel_frames, pipe.config.chunk_frames, pipe.config.first_kernel_frames) == (2, 7, 1)
+    assert pipe.config.kernel_source == "decoded" and pipe.config.window_noise and pipe.config.colour_correction == 1.0
     assert pipe.scheduler.config.shift == 5.0 and pipe.transformer.config.audio_projector == "flashhead"
 
     # The command refuses partial inputs with one line naming its flag, and converts the real thing.

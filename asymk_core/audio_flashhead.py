@@ -1,0 +1,104 @@
+"""Audio features in SoulX-FlashHead's layout: wav2vec2 states at the video frame rate, windows per frame.
+
+wav2vec2's convolutional features (50 per second) are linearly resampled to one per video frame
+(``align_corners=True`` over the stretch of audio encoded), then run through its transformer; the
+hidden states of layers ``1..L`` (the embedding output, layer 0, is skipped) make ``[n, L, D]``.
+Video frame ``i`` sees the ``window`` frames ``i - window // 2 .. i + window // 2``, clamped to the
+audio (frames past either end repeat the first / last). Recordings longer than ``segment_seconds``
+are encoded in pieces with ``context_seconds`` of audio on both sides, keeping the centre; shorter
+ones in one piece, as FlashHead's offline mode does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, _as_waveform
+from .errors import input_error
+
+
+class FlashHeadAudioFeatures:
+    """Per-video-frame windows ``[n, window, L, D]`` (float32) for FlashHead-layout transformers.
+
+    Same interface as :class:`asymk_core.audio.FrameAudioFeatures` (``windows``, ``num_frames``,
+    ``fps``, ``duration_s``); ``num_frames = round(T / 16000 * fps)``.
+    """
+
+    def __init__(self, audio_encoder, waveform, fps: float, window: int = 5, feature_extractor=None,
+                 num_layers: int = 12, segment_seconds: float = 20.0, context_seconds: float = 2.0):
+        if feature_extractor is None or not hasattr(audio_encoder, "feature_projection"):
+            raise input_error("audio_encoder", "FlashHead-layout features need a wav2vec2 model and its feature "
+                              "extractor", "use the pipeline's Wav2Vec2Model and Wav2Vec2FeatureExtractor")
+        if not 1 <= num_layers <= int(audio_encoder.config.num_hidden_layers):
+            raise input_error("num_layers", f"{num_layers} is not in 1..{audio_encoder.config.num_hidden_layers}",
+                              "use the transformer's audio_layers")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < float(fps) <= 120:
+            raise input_error("fps", f"{fps!r} is not a frame rate", "pass a number in (0, 120]")
+        self.audio_encoder, self.feature_extractor = audio_encoder, feature_extractor
+        self.waveform = _as_waveform(waveform)
+        self.fps, self.window, self.num_layers = float(fps), int(window), int(num_layers)
+        self.feature_dim = int(audio_encoder.config.hidden_size)
+        self.duration_s = self.waveform.size / SAMPLE_RATE
+        self.num_frames = int(round(self.duration_s * self.fps))
+        if self.num_frames < 1:
+            raise input_error("audio", f"{self.duration_s * 1000:.0f} ms of audio gives no video frame",
+                              "pass a longer recording")
+        self.segment_frames = max(1, int(round(segment_seconds * self.fps)))
+        self.context_frames = max(0, int(round(context_seconds * self.fps)))
+        self._segments: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def _encode(self, first: int, stop: int) -> torch.Tensor:
+        """States ``[stop - first, L, D]`` for video frames ``first .. stop - 1`` encoded as one stretch."""
+        model = self.audio_encoder
+        lo = int(round(first * SAMPLE_RATE / self.fps))
+        hi = self.waveform.size if stop >= self.num_frames else int(round(stop * SAMPLE_RATE / self.fps))
+        values = self.feature_extractor(self.waveform[lo:hi], sampling_rate=SAMPLE_RATE,
+                                        return_tensors="pt")["input_values"]
+        parameter = next(model.parameters())
+        values = values.reshape(1, -1).to(device=parameter.device, dtype=parameter.dtype)
+        with torch.no_grad():
+            conv = model.feature_extractor(values)  # [1, 512, T']
+            conv = torch.nn.functional.interpolate(conv, size=stop - first, mode="linear", align_corners=True)
+            hidden, _ = model.feature_projection(conv.transpose(1, 2))
+            states = model.encoder(hidden, output_hidden_states=True).hidden_states
+        return torch.stack(states[1: 1 + self.num_layers], dim=2)[0].float().cpu()
+
+    def _features(self, frame: int) -> torch.Tensor:
+        """``(segment start, states [s, L, D])`` of the segment holding video frame ``frame``."""
+        if self.num_frames <= self.segment_frames:
+            if 0 not in self._segments:
+                self._segments = {0: self._encode(0, self.num_frames)}
+            return 0, self._segments[0]
+        start = (frame // self.segment_frames) * self.segment_frames
+        if start not in self._segments:
+            stop = min(start + self.segment_frames, self.num_frames)
+            lo, hi = max(0, start - self.context_frames), min(self.num_frames, stop + self.context_frames)
+            states = self._encode(lo, hi)[start - lo: stop - lo]
+            kept = {k: v for k, v in self._segments.items() if abs(k - start) == self.segment_frames}
+            self._segments = {**kept, start: states}  # this segment and a neighbour: constant memory
+        return start, self._segments[start]
+
+    def windows(self, start_frame: int, num_frames: int) -> torch.Tensor:
+        """Windows for video frames ``start_frame ..``: float32 ``[num_frames, window, L, D]``."""
+        if not isinstance(start_frame, (int, np.integer)) or not isinstance(num_frames, (int, np.integer)) \
+                or start_frame < 0 or num_frames < 0:
+            raise input_error("start_frame", f"({start_frame!r}, {num_frames!r}) are not frame counts",
+                              "pass integers >= 0")
+        half = self.window // 2
+        index = np.arange(start_frame, start_frame + num_frames)[:, None] + np.arange(-half, half + 1)[None]
+        index = np.clip(index, 0, self.num_frames - 1)
+        out = torch.empty(num_frames, self.window, self.num_layers, self.feature_dim)
+        for frame in np.unique(index):
+            segment_start, states = self._features(int(frame))
+            out[torch.from_numpy(index == frame)] = states[int(frame) - segment_start]
+        return out
+
+    @property
+    def num_segments(self) -> int:
+        return math.ceil(self.num_frames / self.segment_frames)
