@@ -2,7 +2,8 @@
 
 wav2vec2's convolutional features (50 per second) are linearly resampled to one per video frame
 (``align_corners=True`` over the stretch of audio encoded), then run through its transformer; the
-hidden states of layers ``1..L`` (the embedding output, layer 0, is skipped) make ``[n, L, D]``.
+outputs of its first ``L`` transformer layers (``hidden_states[1:]``: the embedding output is
+skipped) make ``[n, L, D]``.
 Video frame ``i`` sees the ``window`` frames ``i - window // 2 .. i + window // 2``, clamped to the
 audio (frames past either end repeat the first / last). Recordings longer than ``segment_seconds``
 are encoded in pieces with ``context_seconds`` of audio on both sides, keeping the centre; shorter
@@ -18,6 +19,21 @@ import torch
 
 from .audio import SAMPLE_RATE, _as_waveform
 from .errors import input_error
+
+
+def encoder_layer_outputs(encoder, hidden: torch.Tensor) -> list[torch.Tensor]:
+    """Outputs ``[B, n, D]`` of every layer of a wav2vec2 encoder run on ``hidden`` (its
+    ``hidden_states[1:]``), read with forward hooks, which works whether or not the installed
+    transformers returns hidden states from the encoder itself."""
+    outputs: list[torch.Tensor] = []
+    hooks = [layer.register_forward_hook(lambda module, args, output: outputs.append(
+        output[0] if isinstance(output, tuple) else output)) for layer in encoder.layers]
+    try:
+        encoder(hidden)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return outputs
 
 
 class FlashHeadAudioFeatures:
@@ -66,8 +82,8 @@ class FlashHeadAudioFeatures:
             conv = model.feature_extractor(values)  # [1, 512, T']
             conv = torch.nn.functional.interpolate(conv, size=stop - first, mode="linear", align_corners=True)
             hidden, _ = model.feature_projection(conv.transpose(1, 2))
-            states = model.encoder(hidden, output_hidden_states=True).hidden_states
-        return torch.stack(states[1: 1 + self.num_layers], dim=2)[0].float().cpu()
+            states = encoder_layer_outputs(model.encoder, hidden)
+        return torch.stack(states[: self.num_layers], dim=2)[0].float().cpu()
 
     def _features(self, frame: int) -> torch.Tensor:
         """``(segment start, states [s, L, D])`` of the segment holding video frame ``frame``."""
