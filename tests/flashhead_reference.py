@@ -1,6 +1,7 @@
 """Test helpers: SoulX-FlashHead's checkpoint layout at any size, and its transformer forward in plain torch.
 
-``flashhead_state_dict`` makes random weights with FlashHead's key names and shapes;
+``flashhead_state_dict`` makes random weights with FlashHead's key names and shapes
+(``original_wan_vae`` / ``tiny_wav2vec2``: the other two inputs of the converter, tiny);
 ``reference_forward`` computes what FlashHead's ``WanModelAudioProject`` computes (one timestep for
 the whole window, ``[noisy | reference]`` channels, audio windows per video frame), written from its
 published semantics so the converted :class:`AsymKTransformer` can be checked against it.
@@ -87,6 +88,52 @@ def save_flashhead_folder(folder: Path, config: dict, state: dict[str, torch.Ten
     (folder / "config.json").write_text(json.dumps(config))
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "diffusion_pytorch_model.safetensors"))
     return folder
+
+
+# ------------------------------------------------------------------------------- other components
+def original_wan_vae(tmp: Path) -> tuple[Path, dict]:
+    """A tiny VAE in Wan2.1's layout saved under the original checkpoint's key names (.pth)."""
+    from diffusers import AutoencoderKLWan
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=8, z_dim=4, latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    ours = vae.state_dict()
+    # Original names: candidates from Wan's module layout, kept where diffusers' converter lands on ours.
+    residual = [f"residual.{i}.{p}" for i, p in ((0, "gamma"), (2, "weight"), (2, "bias"), (3, "gamma"),
+                                                  (6, "weight"), (6, "bias"))]
+    parts = residual + ["shortcut.weight", "shortcut.bias", "resample.1.weight", "resample.1.bias",
+                        "time_conv.weight", "time_conv.bias"]
+    candidates = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]
+    for side in ("encoder", "decoder"):
+        candidates += [f"{side}.conv1.{p}" for p in ("weight", "bias")]
+        candidates += [f"{side}.head.0.gamma", f"{side}.head.2.weight", f"{side}.head.2.bias"]
+        candidates += [f"{side}.middle.{m}.{p}" for m in (0, 2) for p in residual]
+        candidates += [f"{side}.middle.1.{p}" for p in ("norm.gamma", "to_qkv.weight", "to_qkv.bias",
+                                                         "proj.weight", "proj.bias")]
+        stage = "downsamples" if side == "encoder" else "upsamples"
+        candidates += [f"{side}.{stage}.{i}.{p}" for i in range(16) for p in parts]
+    names = {}
+    for name in candidates:
+        (mapped,) = convert_wan_vae_to_diffusers({name: name}).keys()
+        if mapped in ours:
+            assert mapped not in names, mapped
+            names[mapped] = name
+    assert set(names) == set(ours)
+    path = tmp / "Wan2.1_VAE.pth"
+    torch.save({names[k]: v.clone() for k, v in ours.items()}, str(path))
+    return path, ours
+
+
+def tiny_wav2vec2(folder: Path) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = Wav2Vec2Config(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                            conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+    Wav2Vec2Model(config).save_pretrained(str(folder))
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True).save_pretrained(str(folder))
+    return folder
+
 
 
 # ----------------------------------------------------------------------------------- the forward

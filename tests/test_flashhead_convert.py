@@ -15,7 +15,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flashhead_reference import flashhead_state_dict, reference_forward, save_flashhead_folder, tiny_config  # noqa: E402
+from flashhead_reference import (  # noqa: E402
+    flashhead_state_dict, original_wan_vae, reference_forward, save_flashhead_folder, tiny_config, tiny_wav2vec2,
+)
 
 from asymk_talker.asymk_core.models.flashhead import (  # noqa: E402
     UNUSED_PREFIXES, flashhead_transformer_config, transformer_from_flashhead,
@@ -31,50 +33,6 @@ def flashhead(tmp_path_factory):
     state = flashhead_state_dict(config)
     folder = save_flashhead_folder(tmp_path_factory.mktemp("fh") / "Model_Pro", config, state)
     return folder, config, state
-
-
-def _original_wan_vae(tmp: Path) -> tuple[Path, dict]:
-    """A tiny VAE in Wan2.1's layout saved under the original checkpoint's key names (.pth)."""
-    from diffusers import AutoencoderKLWan
-    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
-
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=8, z_dim=4, latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    ours = vae.state_dict()
-    # Original names: candidates from Wan's module layout, kept where diffusers' converter lands on ours.
-    residual = [f"residual.{i}.{p}" for i, p in ((0, "gamma"), (2, "weight"), (2, "bias"), (3, "gamma"),
-                                                  (6, "weight"), (6, "bias"))]
-    parts = residual + ["shortcut.weight", "shortcut.bias", "resample.1.weight", "resample.1.bias",
-                        "time_conv.weight", "time_conv.bias"]
-    candidates = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]
-    for side in ("encoder", "decoder"):
-        candidates += [f"{side}.conv1.{p}" for p in ("weight", "bias")]
-        candidates += [f"{side}.head.0.gamma", f"{side}.head.2.weight", f"{side}.head.2.bias"]
-        candidates += [f"{side}.middle.{m}.{p}" for m in (0, 2) for p in residual]
-        candidates += [f"{side}.middle.1.{p}" for p in ("norm.gamma", "to_qkv.weight", "to_qkv.bias",
-                                                         "proj.weight", "proj.bias")]
-        stage = "downsamples" if side == "encoder" else "upsamples"
-        candidates += [f"{side}.{stage}.{i}.{p}" for i in range(16) for p in parts]
-    names = {}
-    for name in candidates:
-        (mapped,) = convert_wan_vae_to_diffusers({name: name}).keys()
-        if mapped in ours:
-            assert mapped not in names, mapped
-            names[mapped] = name
-    assert set(names) == set(ours)
-    path = tmp / "Wan2.1_VAE.pth"
-    torch.save({names[k]: v.clone() for k, v in ours.items()}, str(path))
-    return path, ours
-
-
-def _tiny_wav2vec2(folder: Path) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    config = Wav2Vec2Config(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
-                            conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
-    Wav2Vec2Model(config).save_pretrained(str(folder))
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True).save_pretrained(str(folder))
-    return folder
 
 
 def test_every_key_is_mapped_and_the_options_are_flashheads(flashhead):
@@ -125,8 +83,8 @@ def test_refusals_name_the_argument_and_write_nothing(flashhead, tmp_path):
     from asymk_talker.pipelines.convert_flashhead import convert_flashhead
 
     _, config, state = flashhead
-    vae, _ = _original_wan_vae(tmp_path)
-    wav = _tiny_wav2vec2(tmp_path / "wav2vec2")
+    vae, _ = original_wan_vae(tmp_path)
+    wav = tiny_wav2vec2(tmp_path / "wav2vec2")
     cases = {
         "missing": ({k: v for k, v in state.items() if k != "blocks.1.cross_attn.k.bias"}, "missing"),
         "unknown": ({**state, "blocks.0.self_attn.extra.weight": torch.zeros(2)}, "no place"),
@@ -150,7 +108,7 @@ def test_refusals_name_the_argument_and_write_nothing(flashhead, tmp_path):
 def test_wan_vae_single_file_round_trip(tmp_path):
     from asymk_talker.asymk_core.models.wan_vae_file import vae_from_wan_file
 
-    path, ours = _original_wan_vae(tmp_path)
+    path, ours = original_wan_vae(tmp_path)
     vae = vae_from_wan_file(path)
     assert vae.config.base_dim == 8 and vae.config.z_dim == 4
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in ours.items())
@@ -166,8 +124,8 @@ def test_converted_folder_loads_and_cli(flashhead, tmp_path):
     from asymk_talker.pipelines.pipeline_asymk import AsymKPipeline
 
     folder, _, _ = flashhead
-    vae, _ = _original_wan_vae(tmp_path)
-    wav = _tiny_wav2vec2(tmp_path / "wav2vec2")
+    vae, _ = original_wan_vae(tmp_path)
+    wav = tiny_wav2vec2(tmp_path / "wav2vec2")
     from asymk_talker.pipelines.convert_flashhead import convert_flashhead
 
     out = convert_flashhead(folder, vae, wav, tmp_path / "model", **AUDIO)

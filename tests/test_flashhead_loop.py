@@ -1,0 +1,111 @@
+"""The chunk-loop options a converted SoulX-FlashHead folder uses, on tiny components (offline, seconds).
+
+Plan arithmetic (first kernel length, kernels re-encoded from decoded frames), the colour
+correction, and a whole render through ``AsymKPipeline`` whose second kernel is the encoding of the
+first chunk's last five shown frames.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from flashhead_reference import (  # noqa: E402
+    flashhead_state_dict, original_wan_vae, save_flashhead_folder, tiny_config, tiny_wav2vec2,
+)
+
+from asymk_talker.asymk_core.colour import lab_to_srgb, match_colours, srgb_to_lab  # noqa: E402
+from asymk_talker.asymk_core.kclg import ChunkPlan  # noqa: E402
+
+
+def test_decoded_plan_frames_match_flashheads_windows():
+    plan = ChunkPlan(61, 7, 2, 4, first_kernel_frames=1, kernel_source="decoded")
+    assert plan.num_chunks == 2 and (plan.chunk_frames_for(0), plan.chunk_frames_for(1)) == (8, 7)
+    assert plan.video_range(0) == (0, 33) and plan.video_range(1) == (33, 61)
+    assert plan.window_video_start(1) == 28  # its kernel: the 5 frames before
+    assert (plan.chunk_video_start(0), plan.chunk_video_start(1)) == (1, 33)
+    assert ChunkPlan(62, 7, 2, 4, first_kernel_frames=1, kernel_source="decoded").num_chunks == 3
+    assert ChunkPlan(20, 7, 2, 4, first_kernel_frames=1, kernel_source="decoded").video_range(0) == (0, 20)
+
+
+def test_first_kernel_frames_with_latent_kernels_and_defaults_unchanged():
+    plan = ChunkPlan(50, 3, 2, 4, first_kernel_frames=1)
+    assert plan.chunk_frames_for(0) == 4 and plan.video_range(0) == (0, 16) and plan.video_range(1) == (16, 28)
+    assert plan.num_chunks == 4 and plan.video_range(3) == (40, 50)
+    default = ChunkPlan(50, 3, 2, 4)
+    assert [default.video_range(k) for k in range(default.num_chunks)] == \
+        [(12 * k, min(12 * k + 12, 50)) for k in range(5)]
+    for bad in (dict(first_kernel_frames=0), dict(first_kernel_frames=5), dict(kernel_source="pixels")):
+        with pytest.raises(ValueError, match="first_kernel_frames|kernel_source"):
+            ChunkPlan(50, 3, 2, 4, **bad)
+    with pytest.raises(ValueError, match="kernel_source"):
+        default.window_video_start(1)
+
+
+def test_colour_correction():
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(1000, 3, generator=g)
+    assert (lab_to_srgb(srgb_to_lab(rgb)) - rgb).abs().max() < 1e-4
+    white = srgb_to_lab(torch.ones(1, 3))[0]
+    assert abs(white[0].item() - 100) < 1e-3 and white[1:].abs().max() < 1e-3
+    portrait = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1
+    frames = (portrait.unsqueeze(2).repeat(1, 1, 3, 1, 1) * 0.5 + 0.3).clamp(-1, 1)  # washed out, tinted
+    corrected = match_colours(frames, portrait, 1.0)
+    assert corrected.shape == frames.shape
+    lab = srgb_to_lab(((corrected + 1) / 2).permute(0, 2, 3, 4, 1))
+    target = srgb_to_lab(((portrait + 1) / 2).permute(0, 2, 3, 1))
+    assert (lab.mean(dim=(2, 3))[0] - target.mean(dim=(1, 2))).abs().max() < 2.0  # Lab units (gamut clipping)
+    assert (corrected - portrait.unsqueeze(2)).abs().mean() < (frames - portrait.unsqueeze(2)).abs().mean() / 3
+    assert match_colours(frames, portrait, 0.0) is frames
+    half = match_colours(frames, portrait, 0.5)
+    assert torch.allclose(half, (frames + corrected) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="strength"):
+        match_colours(frames, portrait, 1.5)
+
+
+@pytest.fixture(scope="module")
+def converted_pipeline(tmp_path_factory):
+    from asymk_talker.pipelines.convert_flashhead import convert_flashhead
+    from asymk_talker.pipelines.pipeline_asymk import AsymKPipeline
+
+    root = tmp_path_factory.mktemp("fh-loop")
+    config = tiny_config()
+    folder = save_flashhead_folder(root / "Model_Pro", config, flashhead_state_dict(config))
+    vae, _ = original_wan_vae(root)
+    out = convert_flashhead(folder, vae, tiny_wav2vec2(root / "wav2vec2"), root / "model", audio_layers=2,
+                            audio_dim=8)
+    pipe = AsymKPipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_render_reencodes_the_kernel_from_shown_frames(converted_pipeline):
+    from asymk_talker.asymk_core.vae import encode_video
+
+    pipe = converted_pipeline
+    portrait = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    speech = np.random.default_rng(1).standard_normal(int(16000 * 1.48)).astype(np.float32) * 0.1  # 37 frames
+    session = pipe.prepare(portrait, speech, sample_rate=16000, height=32, width=32,
+                           generator=torch.Generator().manual_seed(0))
+    assert session.plan.num_chunks == 2 and session.audio.windows(0, 2).shape == (2, 5, 2, 8)
+    chunks = list(session.chunks())
+    assert [c.frames.shape[1] for c in chunks] == [33, 4] and chunks[1].start_frame == 33
+    assert chunks[0].chunk.kernel.shape[2] == 1 and chunks[1].chunk.kernel.shape[2] == 2
+    assert torch.equal(chunks[0].chunk.kernel, session.reference_latents[:, :, :1])
+    shown = chunks[0].frames[0, -5:].permute(3, 0, 1, 2)[None] * 2 - 1  # last 5 frames, [-1, 1]
+    expected = encode_video(pipe.vae, shown)
+    assert (chunks[1].chunk.kernel - expected).abs().max() < 1e-4
+    frames = pipe(portrait, speech, sample_rate=16000, height=32, width=32, output_type="np",
+                  generator=torch.Generator().manual_seed(0)).frames
+    assert frames.shape == (37, 32, 32, 3) and np.isfinite(frames).all()
+    assert np.allclose(frames[:33], chunks[0].frames[0].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="resumed"):
+        session.state_after(chunks[0].chunk)
+    with pytest.raises(ValueError, match="kernel_source"):
+        pipe.live(portrait, height=32, width=32)
