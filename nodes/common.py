@@ -191,9 +191,11 @@ def expect(value, cls, argument: str, what: str):
 
 
 def audio_features_class():
+    """The audio feature types an AUDIO_FEATURES socket may carry (``isinstance`` accepts the tuple)."""
     from ..asymk_core.audio import FrameAudioFeatures
+    from ..asymk_core.audio_flashhead import FlashHeadAudioFeatures
 
-    return FrameAudioFeatures
+    return FrameAudioFeatures, FlashHeadAudioFeatures
 
 
 # ------------------------------------------------------------------------ progress / interrupts

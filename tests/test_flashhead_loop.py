@@ -85,7 +85,8 @@ def converted_pipeline(tmp_path_factory):
     return pipe
 
 
-def test_render_reencodes_the_kernel_from_shown_frames(converted_pipeline):
+def test_render_reencodes_the_kernel_from_shown_frames(converted_pipeline, tmp_path):
+    from asymk_talker.asymk_core.render_state import render_resumable
     from asymk_talker.asymk_core.vae import encode_video
 
     pipe = converted_pipeline
@@ -109,3 +110,6 @@ def test_render_reencodes_the_kernel_from_shown_frames(converted_pipeline):
         session.state_after(chunks[0].chunk)
     with pytest.raises(ValueError, match="kernel_source"):
         pipe.live(portrait, height=32, width=32)
+    with pytest.raises(ValueError, match="`resume`"):
+        render_resumable(session, tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
