@@ -207,6 +207,9 @@ def generate_chunks(
     denoise = make_chunk_denoiser(
         transformer, scheduler, reference_latents, audio, plan, settings, generator, step_callback
     )
+    if transformer.config.get("audio_projector", "windows") == "flashhead" and plan.kernel_source != "decoded":
+        raise input_error("kernel_source", "this transformer's audio covers whole decoded windows "
+                          "(audio_projector='flashhead')", "use kernel_source='decoded' (as its model folder does)")
     if plan.kernel_source == "decoded":
         if start_chunk:
             raise input_error("start_chunk", "renders whose kernels are re-encoded frames start at chunk 0",

@@ -131,8 +131,9 @@ class AsymKTransformerBlock(nn.Module):
         tokens_per_frame: int,
         attention_kwargs: dict | None = None,
     ) -> torch.Tensor:
-        """``kernel_frames``: kernel frames present in ``hidden_states`` (0 when they come from a
-        :class:`KernelCache`); ``attention_kwargs`` go to a block-causal self-attention."""
+        """``kernel_frames``: leading frames of ``hidden_states`` without audio, i.e. the kernel frames
+        present (0 when they come from a :class:`KernelCache`, or when the audio covers the whole
+        window); ``attention_kwargs`` go to a block-causal self-attention."""
         shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (
             self.scale_shift_table + modulation.float()
         ).unbind(2)
@@ -142,12 +143,11 @@ class AsymKTransformerBlock(nn.Module):
         hidden_states = (hidden_states.float() + attn_output * gate_msa).type_as(hidden_states)
 
         if audio_tokens is not None:
-            # Frame-local: fold frames into the batch so frame j only sees audio tokens of frame j. The
-            # audio covers the last ``audio_tokens.shape[1]`` frames: the chunk, or the whole window.
-            batch, tokens, dim = hidden_states.shape
-            chunk_frames = audio_tokens.shape[1]
-            chunk_start = tokens - chunk_frames * tokens_per_frame
+            # Frame-local: fold chunk frames into the batch so frame j only sees audio tokens of frame j.
+            batch, _, dim = hidden_states.shape
+            chunk_start = kernel_frames * tokens_per_frame
             chunk_states = hidden_states[:, chunk_start:]
+            chunk_frames = audio_tokens.shape[1]
             queries = self.norm_audio(chunk_states.float()).type_as(hidden_states)
             queries = queries.reshape(batch * chunk_frames, tokens_per_frame, dim)
             context = audio_tokens.flatten(0, 1)
@@ -299,7 +299,7 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         temb = temb.repeat_interleave(tokens_per_frame, dim=1)
         modulation = modulation.repeat_interleave(tokens_per_frame, dim=1)
 
-        audio_tokens = None
+        audio_tokens, audio_start = None, present_kernel_frames
         if audio_features is not None:
             audio_tokens = self.audio_projection(audio_features.to(tokens.dtype))
             whole_window = self.config.get("audio_projector", "windows") == "flashhead"
@@ -308,6 +308,7 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
                 raise input_error("audio_features", f"they give {audio_tokens.shape[1]} latent frames of audio, the "
                                   f"window needs {expected}", "pass audio for the " + (
                                       "whole window (kernel included)" if whole_window else "chunk frames"))
+            audio_start = 0 if whole_window else present_kernel_frames
 
         for index, block in enumerate(self.blocks):
             attention_kwargs = None
@@ -318,8 +319,7 @@ class AsymKTransformer(ModelMixin, ConfigMixin, AttentionMixin):
                         kernel_cache.layers.append({})
                     slot = kernel_cache.layers[index]
                 attention_kwargs = {"kernel_tokens": present_kernel_frames * tokens_per_frame, "cache_slot": slot}
-            args = (tokens, modulation, rotary_emb, audio_tokens, present_kernel_frames, tokens_per_frame,
-                    attention_kwargs)
+            args = (tokens, modulation, rotary_emb, audio_tokens, audio_start, tokens_per_frame, attention_kwargs)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 tokens = self._gradient_checkpointing_func(block, *args)
             else:

@@ -57,7 +57,6 @@ def vae_from_wan_file(path: str | os.PathLike, argument: str = "vae") -> Autoenc
     stats = {} if z_dim == 16 else dict(latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
     vae = AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, **stats)  # Wan2.1 defaults (and its latent stats)
     converted = convert_wan_vae_to_diffusers(dict(original))
-    missing, unexpected = [], []
     targets = vae.state_dict()
     missing = sorted(set(targets) - set(converted))
     unexpected = sorted(set(converted) - set(targets))
