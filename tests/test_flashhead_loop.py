@@ -113,3 +113,22 @@ def test_render_reencodes_the_kernel_from_shown_frames(converted_pipeline, tmp_p
     with pytest.raises(ValueError, match="`resume`"):
         render_resumable(session, tmp_path / "out.mp4")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_cli_generate_with_the_converted_folder(converted_pipeline, tmp_path):
+    import PIL.Image
+    import soundfile
+
+    from asymk_talker.asymk_core.video_io import probe_video
+    from asymk_talker.cli.main import main
+
+    image, audio, output = tmp_path / "face.png", tmp_path / "speech.wav", tmp_path / "out.mp4"
+    PIL.Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)).save(image)
+    soundfile.write(str(audio), np.random.default_rng(1).standard_normal(int(16000 * 1.48)) * 0.1, 16000)
+    folder = converted_pipeline.transformer._source_folder.parent
+    code = main(["generate", "--model", str(folder), "--image", str(image), "--audio", str(audio),
+                 "--output", str(output), "--height", "32", "--width", "32", "--quiet"])
+    assert code == 0 and probe_video(output)["num_frames"] == 37
+    code = main(["generate", "--model", str(folder), "--image", str(image), "--audio", str(audio),
+                 "--output", str(tmp_path / "r.mp4"), "--height", "32", "--width", "32", "--quiet", "--resume"])
+    assert code == 2 and not (tmp_path / "r.mp4").exists()
