@@ -50,9 +50,12 @@ def _transformer(config: dict) -> tuple[float, dict] | None:
     channels, heads, head_dim, ffn, layers, freq, rope, audio_dim, audio_layers, window, tokens, hidden = sizes
     dim, patch_volume = heads * head_dim, math.prod(int(p) for p in patch)
     block = 8 * dim * dim + 2 * dim * ffn + 8 * dim
+    audio_in = window * audio_dim * hidden
+    if config.get("audio_projector") == "flashhead":  # every layer, first + later latent frames, a middle layer
+        frames_per_latent = _ints(config, "audio_frames_per_latent", default=4) or [4]
+        audio_in = (2 * window + frames_per_latent[0] - 1) * audio_layers * audio_dim * hidden + hidden * hidden
     parameters = ((2 * channels + 1) * patch_volume * dim + freq * dim + 7 * dim * dim + audio_layers
-                  + window * audio_dim * hidden + hidden * tokens * dim + layers * block
-                  + dim * channels * patch_volume)
+                  + audio_in + hidden * tokens * dim + layers * block + dim * channels * patch_volume)
     return float(parameters), {"rope_max_seq_len": 2 * rope * head_dim}
 
 
