@@ -27,8 +27,8 @@ def tiny_config(**overrides) -> dict:
 
 
 def flashhead_state_dict(config: dict, audio_layers: int = 2, audio_dim: int = 8, audio_window: int = 5,
-                         hidden: int = 16, tokens: int = 3, audio_emb_dim: int = 768, seed: int = 0
-                         ) -> dict[str, torch.Tensor]:
+                         hidden: int = 16, tokens: int = 3, audio_emb_dim: int = 768, seed: int = 0,
+                         dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Random weights in FlashHead's names and shapes (``audio_emb``/``text_embedding`` included)."""
     g = torch.Generator().manual_seed(seed)
     dim, ffn, freq = config["dim"], config["ffn_dim"], config["freq_dim"]
@@ -37,7 +37,7 @@ def flashhead_state_dict(config: dict, audio_layers: int = 2, audio_dim: int = 8
 
     def rand(*shape, scale=None):
         scale = scale if scale is not None else 1.0 / math.sqrt(shape[-1] if len(shape) > 1 else 1.0)
-        return torch.randn(*shape, generator=g) * scale
+        return (torch.randn(*shape, generator=g) * scale).to(dtype)
 
     def linear(name, out_features, in_features):
         state[f"{name}.weight"] = rand(out_features, in_features)
