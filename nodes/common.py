@@ -248,12 +248,14 @@ def prepare_session(model: AsymKModel, reference: AsymKReference, audio, seed, s
         raise input_error("sampler", f"unknown sampler {sampler!r}", f"use one of {list(SAMPLER_CHOICES)}")
     pipe = model.ready()
     generator = seeded_generator(int(seed) % (1 << 64))  # all 64 bits of the seed count
-    return pipe.prepare(
+    session = pipe.prepare(
         None, audio, height=reference.height, width=reference.width, num_inference_steps=int(steps) or None,
         guidance_scale=float(guidance) or None, chunk_frames=int(chunk_frames) or None,
         kernel_frames=int(kernel_frames) or None, sampler=None if sampler == "auto" else sampler,
         generator=generator, reference_latents=lambda window: reference.latents_for(pipe, window),
     )
+    session.image = reference.image  # the portrait, for models whose loop colour-corrects towards it
+    return session
 
 
 def comfy_image_to_frames(frames: torch.Tensor) -> torch.Tensor:

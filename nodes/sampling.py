@@ -75,6 +75,10 @@ class AsymKChunkLoopSampler(io.ComfyNode):
         session = prepare_session(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames,
                                   guidance, sampler)
         plan = session.plan
+        if plan.kernel_source != "latents" or plan.first_kernel_frames is not None:
+            raise input_error("pipeline", "this model's chunks are decoded window by window (its kernels are "
+                              "re-encoded frames), so its latents cannot be decoded as one stream",
+                              "use AsymK Render Video (streaming) for this model")
         progress = StepProgress(plan.num_chunks, session.settings.num_inference_steps)
         pieces = []
         for chunk in session.chunks(decode=False, step_callback=progress):

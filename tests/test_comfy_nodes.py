@@ -611,3 +611,31 @@ def test_talking_head_thumbnail_is_a_frame_of_the_shipped_models_output():
     other = np.asarray(thumbnails.thumbnail(frames[0]), np.float32)
     assert np.abs(shipped - expected).mean() < 3.0, np.abs(shipped - expected).mean()
     assert np.abs(shipped - expected).mean() < np.abs(other - expected).mean()  # that frame, not any frame
+
+
+def test_converted_flashhead_model_renders_in_comfyui(comfy, models_dir, speech, tmp_path):
+    """A converted SoulX-FlashHead folder (tiny random weights): Render Video works; the latent-only
+    sampler refuses, since the model's chunks are decoded window by window."""
+    from flashhead_reference import (flashhead_state_dict, original_wan_vae, save_flashhead_folder, tiny_config,
+                                     tiny_wav2vec2)
+
+    from asymk_talker.asymk_core.video_io import probe_video
+    from asymk_talker.pipelines.convert_flashhead import convert_flashhead
+
+    config = tiny_config()
+    folder = save_flashhead_folder(tmp_path / "Model_Pro", config, flashhead_state_dict(config))
+    vae, _ = original_wan_vae(tmp_path)
+    convert_flashhead(folder, vae, tiny_wav2vec2(tmp_path / "wav2vec2"), models_dir / "flashhead", audio_layers=2,
+                      audio_dim=8)
+    loaded = run_node(comfy.nodes["AsymKLoadModel"], model="flashhead", dtype="fp32", attention="sdpa")[0]
+    reference = run_node(comfy.nodes["AsymKReferenceEncode"], pipeline=loaded, image=comfy_image(), width=32,
+                         height=32)[0]
+    features = run_node(comfy.nodes["AsymKAudioEncode"], pipeline=loaded, audio=comfy_audio(speech, 1.48),
+                        fps=25.0)[0]
+    output = run_node(comfy.nodes["AsymKRenderVideo"], pipeline=loaded, reference=reference, audio_features=features,
+                      filename_prefix="video/flashhead")
+    saved = output.ui.as_dict()["images"][0]
+    info = probe_video(Path(comfy.folder_paths.get_output_directory()) / "video" / saved["filename"])
+    assert info["num_frames"] == 37 and (info["width"], info["height"]) == (32, 32)
+    with pytest.raises(ValueError, match="Render Video"):
+        run_node(comfy.nodes["AsymKChunkLoopSampler"], pipeline=loaded, reference=reference, audio_features=features)
