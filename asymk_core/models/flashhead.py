@@ -65,10 +65,17 @@ class FlashHeadConversion:
 
 
 def our_key(their_key: str) -> str:
-    """Our parameter name for one FlashHead key (no check that it exists)."""
+    """Our parameter name for one FlashHead key (no check that it exists; a key diffusers' Wan
+    renames cannot handle comes back as ``"<unmapped>" + key``, which no parameter has)."""
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
-    (name,) = convert_wan_transformer_to_diffusers({their_key: None}).keys()
+    try:
+        names = list(convert_wan_transformer_to_diffusers({their_key: torch.zeros(1)}).keys())
+    except Exception:  # keys of other Wan variants (face adapter, motion encoder) that need real tensors
+        names = []
+    if len(names) != 1:
+        return "<unmapped>" + their_key
+    name = names[0]
     for pattern, replacement in _OURS:
         name = re.sub(pattern, replacement, name)
     return name
