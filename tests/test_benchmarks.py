@@ -143,6 +143,48 @@ def test_onednn_causal_convolution_matches_the_reference_kernel():
     assert kinds == ({OneDNNCausalConv3d} if torch.backends.mkldnn.is_available() else {WanCausalConv3d})
 
 
+def test_fast_rms_norm_matches_the_stock_norm():
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+
+    from asymk_talker.asymk_core.vae import FastRMSNorm, use_onednn_convolutions, vae_from_preset
+
+    torch.manual_seed(0)
+    norm = WanRMS_norm(6, images=False)
+    with torch.no_grad():
+        norm.gamma.uniform_(0.5, 1.5)
+    x = torch.randn(2, 6, 3, 5, 7)
+    x[0, :, 0, 0, 0] = 0.0  # a zero vector: both give 0, not NaN
+    x_last = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        reference = norm(x)
+        norm.__class__ = FastRMSNorm
+        fast, fast_last = norm(x), norm(x_last)
+    assert torch.allclose(fast, reference, atol=1e-6) and torch.allclose(fast_last, reference, atol=1e-6)
+    assert torch.equal(fast[0, :, 0, 0, 0], torch.zeros(6))
+    with torch.enable_grad():  # with gradients the stock function runs
+        assert torch.equal(norm(x), reference)
+    vae = use_onednn_convolutions(vae_from_preset("tiny"))
+    assert {type(m) for m in vae.modules() if isinstance(m, WanRMS_norm)} == {FastRMSNorm}
+
+
+def test_vae_fast_paths_decode_like_the_stock_modules():
+    """The whole streaming decode (channels-last convolutions and fast norms together) matches diffusers'."""
+    import copy
+
+    from asymk_talker.asymk_core.vae import StreamingDecoder, use_onednn_convolutions, vae_from_preset
+
+    torch.manual_seed(0)
+    stock = vae_from_preset("tiny").eval()
+    fast = use_onednn_convolutions(copy.deepcopy(stock))
+    latents = torch.randn(1, stock.config.z_dim, 4, 8, 8)
+    with torch.no_grad():
+        reference = stock.decode(latents).sample
+        decoder = StreamingDecoder(fast)  # identity latent statistics: raw = normalised latents
+        streamed = torch.cat([decoder.decode(latents[:, :, :1]), decoder.decode(latents[:, :, 1:])], dim=2)
+    assert streamed.shape == reference.shape
+    assert torch.allclose(streamed, reference, atol=1e-5)
+
+
 def test_bf16_pipeline_renders(tmp_path):
     """The GPU row runs in bf16; half-precision loading keeps fp32 modules that must still fit together."""
     from asymk_talker import AsymKPipeline

@@ -41,7 +41,7 @@ def test_loss_terms_and_overfit_fixed_batch():
     losses = []
     for _ in range(25):
         parts = vae_train.vae_loss(model, video, config.loss, torch.Generator().manual_seed(0))
-        assert set(parts) == {"loss", "l1", "mse", "edge", "motion", "kl"}
+        assert set(parts) == {"loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1"}
         optimizer.zero_grad()
         parts["loss"].backward()
         optimizer.step()
@@ -206,3 +206,79 @@ def test_colour_jitter_changes_appearance_alike_for_all_frames():
     assert np.abs(transform(grey).astype(int) - 128).max() < 40
     dataset = SyntheticVideoDataset(5, 32, split="train", seed=0, variety="wide", colour_jitter=1.0, epoch_size=4)
     assert torch.equal(dataset[1], dataset[1]) and dataset[1].shape == (3, 5, 32, 32)
+
+
+def test_region_losses_weigh_every_region_alike_whatever_its_area():
+    from asymk_talker.asymk_core.synthetic.avatar import REGIONS
+
+    target = torch.zeros(1, 3, 2, 8, 8)
+    labels = torch.full((1, 2, 8, 8), REGIONS["background"], dtype=torch.long)
+    labels[:, :, 0, :2] = REGIONS["hair"]  # 2 of 64 pixels
+    labels[:, :, 7, :] = REGIONS["other"]  # not scored
+    colour, l1 = vae_train.region_losses(target, target, labels)
+    assert colour == 0 and l1 == 0
+    wrong_hair = target.clone()
+    wrong_hair[:, 0, :, 0, :2] = 0.6  # the red channel of the hair only
+    colour, l1 = vae_train.region_losses(wrong_hair, target, labels)
+    # two regions present in each frame (background, hair): hair's error 0.6 / 3 channels, halved
+    assert colour == pytest.approx(0.1) and l1 == pytest.approx(0.1)
+    assert (wrong_hair - target).abs().mean() == pytest.approx(0.6 * 2 / 64 / 3)  # what plain L1 sees
+    wrong_other = target.clone()
+    wrong_other[:, :, :, 7] = 1.0
+    assert vae_train.region_losses(wrong_other, target, labels)[0] == 0
+    # A uniform shift within a region counts in the colour term; a zero-mean pattern only in l1.
+    pattern = target.clone()
+    pattern[:, :, :, 1:7:2] += 0.2
+    pattern[:, :, :, 2:7:2] -= 0.2
+    colour, l1 = vae_train.region_losses(pattern, target, torch.zeros_like(labels))
+    assert colour == pytest.approx(0.0, abs=1e-6) and l1 > 0.1
+
+
+def test_region_terms_need_region_labels():
+    config = deep_merge(vae_train.DEFAULTS, load_config(TINY))
+    weights = deep_merge(config.loss, {"region_colour": 1.0})
+    model = vae_train.Reconstructor(vae_from_preset("tiny"))
+    video = vae_train.SyntheticVideoDataset(5, size=32)[0][None]
+    with pytest.raises(ValueError, match="region labels"):
+        vae_train.vae_loss(model, video, weights)
+    dataset = vae_train.SyntheticVideoDataset(5, size=32, variety="mixed", regions=True, epoch_size=4)
+    video, labels = dataset[1]
+    assert video.shape == (3, 5, 32, 32) and labels.shape == (5, 32, 32) and labels.dtype == torch.long
+    assert set(labels.unique().tolist()) >= {0, 2}  # background and skin at least
+    parts = vae_train.vae_loss(model, video[None], weights, labels=labels[None])
+    assert parts["region_colour"] > 0 and math.isfinite(parts["loss"].item())
+    with pytest.raises(ValueError, match="variety"):
+        vae_train.SyntheticVideoDataset(5, variety="bold")
+
+
+def test_mixed_variety_alternates_classic_and_wide():
+    mixed = vae_train.SyntheticVideoDataset(5, size=32, variety="mixed", epoch_size=4)
+    for index, variety in ((0, "classic"), (1, "wide")):
+        alone = vae_train.SyntheticVideoDataset(5, size=32, variety=variety, epoch_size=4)
+        assert torch.equal(mixed[index], alone[index])
+
+
+def test_decoder_only_run_keeps_the_encoder_and_its_latent_statistics(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    start = vae_from_preset("tiny")
+    start.register_to_config(latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 0.5, 2.0, 1.0])
+    start.save_pretrained(tmp_path / "start")
+    out = tmp_path / "decoder"
+    with pytest.raises(ValueError, match="model.pretrained"):
+        vae_train.main(["--config", str(TINY), "--output-dir", str(tmp_path / "bad"), "--set", "train.trainable=decoder"])
+    with pytest.raises(ValueError, match="train.trainable"):
+        vae_train.main(["--config", str(TINY), "--output-dir", str(tmp_path / "bad"), "--set", "train.trainable=encoder"])
+    vae_train.main(["--config", str(TINY), "--output-dir", str(out), "--set", f"model.pretrained={tmp_path / 'start'}",
+                    "--set", "train.trainable=decoder", "--set", "loss.region_colour=1.0",
+                    "--set", "loss.region_l1=1.0", "--set", "data.variety=mixed"])
+    trained = AutoencoderKLWan.from_pretrained(out / "vae")
+    before, after = start.state_dict(), trained.state_dict()
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert trained.config.latents_mean == [0.1, -0.2, 0.3, 0.0]
+    assert trained.config.latents_std == [1.5, 0.5, 2.0, 1.0]
+    record = json.loads((out / "logs" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["region_colour"] > 0 and record["region_l1"] > 0

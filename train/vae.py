@@ -5,9 +5,18 @@ Clips of ``1 + 4k`` frames are rendered on the fly (``asymk_core.synthetic.corpu
 train seeds only) and reconstructed through the sampled posterior. Loss::
 
     l1 * |x - x^| + mse * (x - x^)^2 + edge * |grad x - grad x^| + kl * KL(q(z|x) || N(0, I))
+    + region_colour * |mean_r x - mean_r x^| + region_l1 * mean_r |x - x^|
 
 (means over elements; the edge term is the L1 of spatial and temporal finite differences, it keeps
-mouth and eye contours sharp).
+mouth and eye contours sharp). The two region terms use the renderer's region labels (background,
+clothes, skin, hair, mouth) and weigh every region present in a frame equally, whatever its area:
+plain L1/MSE are dominated by the background, and let the decoder get the colour of a thin shirt or
+a strip of hair tens of levels wrong (see :func:`region_losses`).
+
+Decoder only. ``train.trainable: decoder`` freezes the encoder (and ``quant_conv``): the latents, and
+so every teacher and student trained on them, stay valid, and the saved VAE keeps the pretrained
+``latents_mean`` / ``latents_std``. This is how a shipped model's decoder is improved without
+re-encoding its data or retraining its transformer.
 
 Steady state. At inference the VAE streams: its causal caches are full, carrying minutes of context,
 while a clip trained from its first frame only ever shows the start-up state. With
@@ -39,6 +48,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch.utils.data import Dataset
 
 from asymk_talker.asymk_core.synthetic.appearance import random_colour_transform
+from asymk_talker.asymk_core.synthetic.avatar import REGIONS, VARIETIES
 from asymk_talker.asymk_core.synthetic.corpus import random_sample
 from asymk_talker.asymk_core.vae import VAE_PRESETS, use_onednn_convolutions, vae_from_preset
 from asymk_talker.train.common import (
@@ -64,8 +74,10 @@ DEFAULTS: dict = {
     "data": {"size": 64, "fps": 25.0, "num_frames": 9, "batch_size": 4, "num_workers": 0,
              "num_identities": None, "epoch_size": 10000, "variety": "classic", "colour_jitter": 0.0,
              "context_frames_max": 0, "no_context_probability": 0.2},
-    "loss": {"l1": 1.0, "mse": 1.0, "edge": 0.5, "motion": 0.0, "kl": 1.0e-4},
-    "train": {"max_steps": 1000, "learning_rate": 5.0e-4, "weight_decay": 0.0, "adam_betas": [0.9, 0.99],
+    "loss": {"l1": 1.0, "mse": 1.0, "edge": 0.5, "motion": 0.0, "kl": 1.0e-4, "region_colour": 0.0,
+             "region_l1": 0.0},
+    # trainable: "all", or "decoder" (encoder and quant_conv frozen; see the module docstring)
+    "train": {"trainable": "all", "max_steps": 1000, "learning_rate": 5.0e-4, "weight_decay": 0.0, "adam_betas": [0.9, 0.99],
               "warmup_steps": 50, "lr_scheduler": "constant_with_warmup", "max_grad_norm": 1.0,
               "gradient_accumulation_steps": 1, "mixed_precision": "no", "num_threads": None,
               "max_minutes": None},  # stop (and save) after this many minutes of training
@@ -83,31 +95,39 @@ DEFAULTS: dict = {
 class SyntheticVideoDataset(Dataset):
     """``dataset[i]`` -> video ``[3, num_frames, size, size]`` in [-1, 1], a pure function of ``(seed, i)``.
 
-    ``variety`` is the identity distribution (``avatar.VARIETIES``); ``colour_jitter`` the probability
-    of a random colour transform of the whole clip (``synthetic.appearance``).
+    ``variety`` is the identity distribution (``avatar.VARIETIES``, or ``mixed``: classic for even
+    indices, wide for odd ones); ``colour_jitter`` the probability of a random colour transform of the
+    whole clip (``synthetic.appearance``). With ``regions=True`` an item is ``(video, labels)``, labels
+    int64 ``[num_frames, size, size]`` (``avatar.REGIONS`` codes; a colour transform keeps them).
     """
 
     def __init__(self, num_frames: int, size: int = 64, fps: float = 25.0, split: str = "train", seed: int = 0,
                  num_identities: int | None = None, epoch_size: int = 10000, variety: str = "classic",
-                 colour_jitter: float = 0.0):
+                 colour_jitter: float = 0.0, regions: bool = False):
         if (num_frames - 1) % 4:
             raise ValueError(f"num_frames must be 1 + 4k for the causal VAE, got {num_frames}")
+        if variety not in (*VARIETIES, "mixed"):
+            raise ValueError(f"unknown variety {variety!r}; use one of {[*VARIETIES, 'mixed']}")
         self.num_frames, self.size, self.fps, self.split = num_frames, size, fps, split
         self.seed, self.num_identities, self.epoch_size = seed, num_identities, epoch_size
-        self.variety, self.colour_jitter = variety, float(colour_jitter)
+        self.variety, self.colour_jitter, self.regions = variety, float(colour_jitter), bool(regions)
 
     def __len__(self) -> int:
         return self.epoch_size
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, int(index), 0xFAE])
+        variety = self.variety if self.variety != "mixed" else ("classic", "wide")[int(index) % 2]
         sample = random_sample(rng, (self.num_frames + 0.5) / self.fps, split=self.split,
                                num_identities=self.num_identities, size=self.size, fps=self.fps,
-                               variety=self.variety)
+                               variety=variety, regions=self.regions)
         frames = sample.frames[: self.num_frames]
         if self.colour_jitter > 0:
             frames = random_colour_transform(rng, probability=self.colour_jitter)(frames)
-        return video_tensor(frames)[0]
+        video = video_tensor(frames)[0]
+        if self.regions:
+            return video, torch.from_numpy(np.asarray(sample.regions[: self.num_frames], np.int64))
+        return video
 
 
 def training_clip_frames(num_frames: int, context_frames_max: int) -> int:
@@ -124,7 +144,9 @@ def draw_context_frames(rng: np.random.Generator, context_frames_max: int, no_co
     return 1 + 4 * int(rng.integers(0, (context_frames_max - 1) // 4 + 1))
 
 
-LOSS_TERMS = ("loss", "l1", "mse", "edge", "motion", "kl")
+LOSS_TERMS = ("loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1")
+LOSS_REGIONS = tuple(REGIONS[name] for name in ("background", "clothes", "skin", "hair", "mouth"))
+TRAINABLE = ("all", "decoder")
 
 
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -151,6 +173,28 @@ def motion_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     weight = (y - y.mean(dim=2, keepdim=True)).abs().mean(dim=1, keepdim=True)
     normaliser = torch.clamp(weight.sum(), min=1e-3 * weight.numel()) * x.shape[1]
     return (weight * (x - y).abs()).sum() / normaliser
+
+
+def region_losses(x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(colour, l1)`` of videos ``[B, 3, T, H, W]`` with region ``labels`` ``[B, T, H, W]``.
+
+    ``colour``: L1 between the mean colours of each region of :data:`LOSS_REGIONS` in each frame;
+    ``l1``: the L1 of the pixels of each region, averaged within the region. Both are means over the
+    (clip, region, frame) triples where the region is present, so a region of 50 pixels weighs as
+    much as the background's 2000. Zero when no region is present.
+    """
+    masks = torch.stack([labels == code for code in LOSS_REGIONS], dim=1).to(x.dtype)  # [B, R, T, H, W]
+    area = masks.sum(dim=(-1, -2))  # [B, R, T]
+    present = area > 0
+    if not bool(present.any()):
+        zero = (x - y).sum() * 0.0
+        return zero, zero
+    area = area.clamp_min(1.0)
+    mean_x = torch.einsum("bcthw,brthw->bcrt", x, masks) / area[:, None]
+    mean_y = torch.einsum("bcthw,brthw->bcrt", y, masks) / area[:, None]
+    colour = (mean_x - mean_y).abs().mean(dim=1)[present].mean()
+    l1 = (torch.einsum("bthw,brthw->brt", (x - y).abs().mean(dim=1), masks) / area)[present].mean()
+    return colour, l1
 
 
 def decode_unclamped(vae, latents: torch.Tensor) -> torch.Tensor:
@@ -225,18 +269,27 @@ class Reconstructor(torch.nn.Module):
 
 
 def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Generator | None = None,
-             context_frames: int = 0) -> dict:
+             context_frames: int = 0, labels: torch.Tensor | None = None) -> dict:
     """Losses of one batch; ``model`` is a :class:`Reconstructor` (possibly wrapped); only the frames
-    after ``context_frames`` are reconstructed and scored. Returns ``{"loss", "l1", "mse", "edge",
-    "motion", "kl"}``."""
+    after ``context_frames`` are reconstructed and scored. ``labels`` ``[B, F, H, W]``: region codes
+    of ``video``'s frames, needed by a non-zero ``region_colour`` / ``region_l1`` weight. Returns
+    ``{"loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1"}``."""
     reconstruction, mean, logvar = model(video, generator, context_frames)
     video = video[:, :, context_frames:]
+    if labels is not None:
+        region_colour, region_l1 = region_losses(reconstruction, video, labels[:, context_frames:])
+    elif float(weights.get("region_colour", 0.0) or 0.0) or float(weights.get("region_l1", 0.0) or 0.0):
+        raise ValueError("loss.region_colour / loss.region_l1 need region labels (the dataset's regions=True)")
+    else:
+        region_colour = region_l1 = (reconstruction - video).sum() * 0.0
     parts = {
         "l1": (reconstruction - video).abs().mean(),
         "mse": (reconstruction - video).pow(2).mean(),
         "edge": edge_loss(reconstruction, video),
         "motion": motion_loss(reconstruction, video),
         "kl": gaussian_kl(mean, logvar),
+        "region_colour": region_colour,
+        "region_l1": region_l1,
     }
     parts["loss"] = sum(float(weights.get(k, 0.0) or 0.0) * v for k, v in parts.items())
     return parts
@@ -329,14 +382,24 @@ class VAETrainer(Trainer):
     def setup(self) -> None:
         config, accelerator, data = self.config, self.accelerator, self.config.data
         vae = build_vae(config).train()
+        self.trainable = str(config.train.get("trainable", "all") or "all")
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"train.trainable must be one of {list(TRAINABLE)}, got {self.trainable!r}")
+        if self.trainable == "decoder":
+            if not config.model.get("pretrained"):
+                raise ValueError("train.trainable=decoder fine-tunes a trained VAE: set model.pretrained")
+            vae.encoder.requires_grad_(False)
+            vae.quant_conv.requires_grad_(False)
         self.context_max = int(data.get("context_frames_max", 0) or 0)
+        self.use_regions = any(float(config.loss.get(k, 0.0) or 0.0) for k in ("region_colour", "region_l1"))
         self.dataset = SyntheticVideoDataset(
             training_clip_frames(int(data.num_frames), self.context_max), int(data.size), float(data.fps), "train",
             int(config.seed), data.get("num_identities"), int(data.get("epoch_size", 10000)),
-            data.get("variety", "classic"), float(data.get("colour_jitter", 0.0) or 0.0))
+            data.get("variety", "classic"), float(data.get("colour_jitter", 0.0) or 0.0), regions=self.use_regions)
         val_frames = int(config.validation.get("num_frames") or config.stats.num_frames)
+        val_variety = "wide" if data.get("variety", "classic") == "mixed" else data.get("variety", "classic")
         val_dataset = SyntheticVideoDataset(val_frames, int(data.size), float(data.fps), "heldout",
-                                            int(config.seed) + 1, variety=data.get("variety", "classic"))
+                                            int(config.seed) + 1, variety=val_variety)
         self.val_videos = [val_dataset[i] for i in range(int(config.validation.get("clips", 4)))]
 
         optimizer = make_optimizer(vae.parameters(), config)
@@ -353,16 +416,19 @@ class VAETrainer(Trainer):
         return (f"VAE: {sum(p.numel() for p in self.vae.parameters())} parameters, clips of {int(data.num_frames)} "
                 f"frames at {int(data.size)} px, batch {int(data.batch_size)}, steps {step} -> {max_steps}")
 
-    def train_step(self, video, micro_step: int, step: int) -> dict[str, torch.Tensor]:
+    def train_step(self, batch, micro_step: int, step: int) -> dict[str, torch.Tensor]:
         config, accelerator, data = self.config, self.accelerator, self.config.data
+        video, labels = batch if self.use_regions else (batch, None)
         video = video.to(accelerator.device)
         step_seed = np.random.SeedSequence([int(config.seed), micro_step, accelerator.process_index])
         generator = torch.Generator().manual_seed(int(step_seed.generate_state(1)[0]))
         context_frames = draw_context_frames(np.random.default_rng(step_seed), self.context_max,
                                              float(data.get("no_context_probability", 0.2)))
         video = video[:, :, : training_clip_frames(int(data.num_frames), context_frames)]
+        if labels is not None:
+            labels = labels[:, : video.shape[2]].to(accelerator.device)
         with accelerator.autocast():
-            parts = vae_loss(self.model, video, config.loss, generator, context_frames)
+            parts = vae_loss(self.model, video, config.loss, generator, context_frames, labels)
         optimizer_step(accelerator, parts["loss"], self.model, self.optimizer, self.lr_scheduler,
                        config.train.get("max_grad_norm"))
         return {k: parts[k] for k in LOSS_TERMS}
@@ -386,10 +452,15 @@ class VAETrainer(Trainer):
 
     def final_model(self, state: dict[str, torch.Tensor]) -> AutoencoderKLWan:
         """A copy of the VAE with the EMA weights and their latent statistics (``latents_mean``,
-        ``latents_std`` of ``stats.clips`` clips of ``stats.num_frames`` frames) in its config."""
+        ``latents_std`` of ``stats.clips`` clips of ``stats.num_frames`` frames) in its config; a
+        decoder-only run keeps the pretrained statistics (its encoder is unchanged)."""
         config, data = self.config, self.config.data
         vae = copy.deepcopy(self.vae).eval()
         vae.load_state_dict({k.removeprefix("vae."): v for k, v in state.items()})
+        if self.trainable == "decoder":
+            self.latent_stats = {"latents_mean": list(vae.config.latents_mean),
+                                 "latents_std": list(vae.config.latents_std)}
+            return vae
         stats_data = SyntheticVideoDataset(int(config.stats.num_frames), int(data.size), float(data.fps), "train",
                                            int(config.seed) + 2, variety=data.get("variety", "classic"))
         mean, std = latent_statistics(vae, stats_data, int(config.stats.clips))
