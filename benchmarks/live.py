@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk-frames", type=int, default=None, help="latent frames per chunk (default: the model's)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer first")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json")
     args = parser.parse_args(argv)
 
@@ -138,11 +139,13 @@ def main(argv=None) -> int:
     pipe.set_progress_bar_config(disable=True)
     if args.chunk_frames:
         pipe.register_to_config(chunk_frames=args.chunk_frames)
+    if args.compile:
+        pipe.compile_transformer()
     examples = PACKAGE_ROOT / "assets" / "examples"
     speech = load_audio(examples / "speech.wav")
     result = run(pipe, args.image or str(examples / "portrait.png"), speech, args.minutes, args.seed)
     result.update(model=str(args.model or "models/asymk-synthetic"), chunk_frames=int(pipe.config.chunk_frames),
-                  threads=torch.get_num_threads())
+                  threads=torch.get_num_threads(), compiled=bool(args.compile))
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

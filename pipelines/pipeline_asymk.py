@@ -341,6 +341,30 @@ class AsymKPipeline(DiffusionPipeline):
                 num_chunks=plan.num_chunks, num_frames=plan.num_frames,
             )
 
+    # ------------------------------------------------------------------------------------- compile
+    def compile_transformer(self, warm_up: bool = True, **compile_kwargs) -> "AsymKPipeline":
+        """Compile the transformer with ``torch.compile`` (in place, ``nn.Module.compile``); returns ``self``.
+
+        On the CPU this fuses the many small element-wise operations of a small transformer (about
+        1.5x faster transformer calls on the ``synthetic`` model; frames equal up to float rounding).
+        Compiling takes about a minute on 2 CPU cores and needs a C++ compiler there; ``warm_up``
+        renders two chunks of a quiet tone now, so the first real chunk (of a live session above all) does
+        not wait for it. A failed compilation leaves the transformer as it was and raises.
+        """
+        self.transformer.compile(**compile_kwargs)
+        if not warm_up:
+            return self
+        size = (int(self.config.height), int(self.config.width), 3)
+        seconds = 2 * int(self.config.chunk_frames) * temporal_factor(self.vae) / float(self.config.fps)
+        tone = 0.1 * np.sin(np.arange(int(seconds * 16000), dtype=np.float32) * (2 * np.pi * 220 / 16000))
+        try:
+            self(image=np.full(size, 128, np.uint8), audio=tone, sample_rate=16000, output_type="latent")
+        except Exception as error:
+            self.transformer._compiled_call_impl = None  # back to eager
+            raise RuntimeError(f"compile: torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                               "run without compiling, or install a C++ compiler (e.g. g++)") from error
+        return self
+
     # ---------------------------------------------------------------------------------------- live
     def live(
         self,
