@@ -62,7 +62,7 @@ def test_reconstructs_held_out_clips_past_the_training_length(vae):
 
 
 def test_steady_state_fine_tune_keeps_colours_better_in_a_long_stream(vae):
-    """``assets/vae-synthetic-steady`` (stage 4, in progress) against the committed VAE on one held-out
+    """``assets/vae-synthetic-steady`` (stages 4 and 5) against the committed VAE on one held-out
     wide-appearance clip streamed for 6 s: better PSNR from 2 s on and a smaller worst colour error."""
     from diffusers import AutoencoderKLWan
 
