@@ -347,9 +347,9 @@ class AsymKPipeline(DiffusionPipeline):
 
         On the CPU this fuses the many small element-wise operations of a small transformer (about
         1.5x faster transformer calls on the ``synthetic`` model; frames equal up to float rounding).
-        Compiling takes about a minute on 2 CPU cores and needs a C++ compiler there; ``warm_up``
-        renders two chunks of a quiet tone now, so the first real chunk (of a live session above all) does
-        not wait for it. A failed compilation leaves the transformer as it was and raises.
+        Compiling takes about a minute on 2 CPU cores and needs a C++ compiler there. ``warm_up``
+        renders two chunks of a quiet tone now, so the first real chunk (above all, a live
+        session's) does not wait for it. A failed compilation leaves the transformer eager and raises.
         """
         self.transformer.compile(**compile_kwargs)
         if not warm_up:
