@@ -48,8 +48,9 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch.utils.data import Dataset
 
 from asymk_talker.asymk_core.synthetic.appearance import random_colour_transform
-from asymk_talker.asymk_core.synthetic.avatar import REGIONS, VARIETIES
-from asymk_talker.asymk_core.synthetic.corpus import random_sample
+from asymk_talker.asymk_core.eval.fidelity import REGION_NAMES
+from asymk_talker.asymk_core.synthetic.avatar import REGIONS
+from asymk_talker.asymk_core.synthetic.corpus import CORPUS_VARIETIES, random_sample, resolve_variety
 from asymk_talker.asymk_core.vae import VAE_PRESETS, use_onednn_convolutions, vae_from_preset
 from asymk_talker.train.common import (
     Config,
@@ -106,8 +107,8 @@ class SyntheticVideoDataset(Dataset):
                  colour_jitter: float = 0.0, regions: bool = False):
         if (num_frames - 1) % 4:
             raise ValueError(f"num_frames must be 1 + 4k for the causal VAE, got {num_frames}")
-        if variety not in (*VARIETIES, "mixed"):
-            raise ValueError(f"unknown variety {variety!r}; use one of {[*VARIETIES, 'mixed']}")
+        if variety not in CORPUS_VARIETIES:
+            raise ValueError(f"unknown variety {variety!r}; use one of {list(CORPUS_VARIETIES)}")
         self.num_frames, self.size, self.fps, self.split = num_frames, size, fps, split
         self.seed, self.num_identities, self.epoch_size = seed, num_identities, epoch_size
         self.variety, self.colour_jitter, self.regions = variety, float(colour_jitter), bool(regions)
@@ -117,10 +118,9 @@ class SyntheticVideoDataset(Dataset):
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, int(index), 0xFAE])
-        variety = self.variety if self.variety != "mixed" else ("classic", "wide")[int(index) % 2]
         sample = random_sample(rng, (self.num_frames + 0.5) / self.fps, split=self.split,
                                num_identities=self.num_identities, size=self.size, fps=self.fps,
-                               variety=variety, regions=self.regions)
+                               variety=resolve_variety(self.variety, int(index)), regions=self.regions)
         frames = sample.frames[: self.num_frames]
         if self.colour_jitter > 0:
             frames = random_colour_transform(rng, probability=self.colour_jitter)(frames)
@@ -145,7 +145,7 @@ def draw_context_frames(rng: np.random.Generator, context_frames_max: int, no_co
 
 
 LOSS_TERMS = ("loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1")
-LOSS_REGIONS = tuple(REGIONS[name] for name in ("background", "clothes", "skin", "hair", "mouth"))
+LOSS_REGIONS = tuple(REGIONS[name] for name in REGION_NAMES)  # the regions the fidelity metrics score
 TRAINABLE = ("all", "decoder")
 
 
@@ -187,8 +187,7 @@ def region_losses(x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor) -> tup
     area = masks.sum(dim=(-1, -2))  # [B, R, T]
     present = area > 0
     if not bool(present.any()):
-        zero = (x - y).sum() * 0.0
-        return zero, zero
+        return x.new_zeros(()), x.new_zeros(())
     area = area.clamp_min(1.0)
     mean_x = torch.einsum("bcthw,brthw->bcrt", x, masks) / area[:, None]
     mean_y = torch.einsum("bcthw,brthw->bcrt", y, masks) / area[:, None]
@@ -268,6 +267,11 @@ class Reconstructor(torch.nn.Module):
         return reconstruct_after_context(self.vae, video, context_frames, generator)
 
 
+def uses_region_terms(weights: Config) -> bool:
+    """Whether the loss ``weights`` give a region term (``region_colour``, ``region_l1``) any weight."""
+    return any(float(weights.get(k, 0.0) or 0.0) for k in ("region_colour", "region_l1"))
+
+
 def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Generator | None = None,
              context_frames: int = 0, labels: torch.Tensor | None = None) -> dict:
     """Losses of one batch; ``model`` is a :class:`Reconstructor` (possibly wrapped); only the frames
@@ -278,10 +282,10 @@ def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Gener
     video = video[:, :, context_frames:]
     if labels is not None:
         region_colour, region_l1 = region_losses(reconstruction, video, labels[:, context_frames:])
-    elif float(weights.get("region_colour", 0.0) or 0.0) or float(weights.get("region_l1", 0.0) or 0.0):
+    elif uses_region_terms(weights):
         raise ValueError("loss.region_colour / loss.region_l1 need region labels (the dataset's regions=True)")
     else:
-        region_colour = region_l1 = (reconstruction - video).sum() * 0.0
+        region_colour = region_l1 = reconstruction.new_zeros(())
     parts = {
         "l1": (reconstruction - video).abs().mean(),
         "mse": (reconstruction - video).pow(2).mean(),
@@ -391,7 +395,7 @@ class VAETrainer(Trainer):
             vae.encoder.requires_grad_(False)
             vae.quant_conv.requires_grad_(False)
         self.context_max = int(data.get("context_frames_max", 0) or 0)
-        self.use_regions = any(float(config.loss.get(k, 0.0) or 0.0) for k in ("region_colour", "region_l1"))
+        self.use_regions = uses_region_terms(config.loss)
         self.dataset = SyntheticVideoDataset(
             training_clip_frames(int(data.num_frames), self.context_max), int(data.size), float(data.fps), "train",
             int(config.seed), data.get("num_identities"), int(data.get("epoch_size", 10000)),

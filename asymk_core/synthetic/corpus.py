@@ -167,6 +167,12 @@ class ClipSpec:
 CORPUS_VARIETIES = (*VARIETIES, "mixed")
 
 
+def resolve_variety(variety: str, index: int) -> str:
+    """The ``avatar.VARIETIES`` name of item ``index`` of a ``variety`` corpus ("mixed": classic for
+    even indices, wide for odd ones)."""
+    return VARIETIES[index % 2] if variety == "mixed" else variety
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
     """Parameters of a corpus; :meth:`clips` lists its clips (deterministic)."""
@@ -228,10 +234,8 @@ class CorpusSpec:
         return out
 
     def identity_variety(self, index: int) -> str:
-        """The appearance variety of identity ``index`` ("mixed": classic for even, wide for odd)."""
-        if self.variety == "mixed":
-            return VARIETIES[index % 2]
-        return self.variety
+        """The appearance variety of identity ``index`` (:func:`resolve_variety`)."""
+        return resolve_variety(self.variety, index)
 
     def to_json(self) -> dict:
         d = asdict(self)
