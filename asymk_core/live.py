@@ -29,11 +29,15 @@ import torch
 from .audio import BlockResampler, pcm_block, silence_features
 from .errors import input_error
 from .generation import SamplingSettings, generate_chunks, to_frames
-from .kclg import ChunkPlan, initial_kernel
+from .kclg import ChunkPlan, initial_kernel, next_kernel
 from .live_audio import FrameSource, LiveAudioTimeline
 from .vae import StreamingDecoder, temporal_factor
 
 ENDLESS_FRAMES = 1 << 60  # a live stream's plan has no end in practice
+
+
+class _ChunkAbandoned(Exception):
+    """Raised between denoising steps when an interrupt abandons the chunk being denoised."""
 
 
 @dataclass
@@ -99,16 +103,21 @@ class LiveSession:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._wake = threading.Event()
-        self._chunks = generate_chunks(transformer, vae, scheduler, reference_latents,
-                                       _LockedAudio(self.timeline, self._lock), self.plan, sampling,
-                                       generator=generator, decode=False)
+        self._loop = dict(transformer=transformer, vae=vae, scheduler=scheduler, reference_latents=reference_latents,
+                          audio=_LockedAudio(self.timeline, self._lock), plan=self.plan, settings=sampling,
+                          generator=generator, decode=False, step_callback=self._check_abandoned)
+        self._generator = generator
+        self._kernel = initial_kernel(reference_latents.to(transformer.device), self.plan)  # of the next chunk
+        self._chunks = generate_chunks(**self._loop)
         self._decoder = StreamingDecoder(vae)
-        self._decoder.decode(initial_kernel(reference_latents.to(transformer.device), self.plan))  # context only
+        self._decoder.decode(self._kernel)  # causal context only
         self._queue: deque[LiveFrame] = deque()
         self._max_queued = max(self.frames_per_chunk, int(max_queued_seconds * self.fps))
         self._resamplers: dict[int, BlockResampler] = {}
         self._rate: int | None = None
         self._next_chunk = 0
+        self._denoising: int | None = None  # the chunk being denoised, which an interrupt abandons
+        self._abandon = False
         self._mute_before = 0  # frames before this index made after an interrupt play silence
         self._finished = False  # every frame of the stream has been generated (after end())
         self._closed = False
@@ -143,13 +152,16 @@ class LiveSession:
 
     def interrupt(self) -> None:
         """Stop talking now: the queued speech is dropped, the frames still to be shown from it play
-        silence (so the voice stops at once), and the face is idle from the next chunk not yet
-        generated."""
+        silence (so the voice stops at once), and the face is idle from the first chunk not yet
+        decoded: a chunk still being denoised is abandoned and generated again, idle."""
         with self._lock:
             self._check_open("interrupt")
             self._resamplers.clear()
             self._rate = None
-            planned_end = self.timeline.interrupt(self._next_chunk * self.frames_per_chunk)
+            abandon = self._denoising is not None
+            self._abandon = self._abandon or abandon
+            first = self._denoising if abandon else self._next_chunk
+            planned_end = self.timeline.interrupt(first * self.frames_per_chunk, keep_planned=not abandon)
             self._mute_before = max(self._mute_before, planned_end)
             for frame in self._queue:
                 frame.audio = np.zeros_like(frame.audio)
@@ -229,7 +241,10 @@ class LiveSession:
                 self._finished = True  # everything pushed has been shown
                 return
         started = self.clock()
-        chunk = next(self._chunks)  # plans this chunk's audio (under the lock) before drawing noise
+        chunk = self._denoise_next_chunk()
+        if chunk is None:  # abandoned by an interrupt: its frames are counted from the new start
+            started = self.clock()
+            chunk = self._denoise_next_chunk()
         first = chunk.index * self.frames_per_chunk
         with self._lock:
             sources = list(self.timeline.plan(first, self.frames_per_chunk))
@@ -262,6 +277,33 @@ class LiveSession:
         self.stats["chunks"] += 1
         self.stats["chunk_seconds"] = seconds if self.stats["chunks"] == 1 else \
             0.8 * self.stats["chunk_seconds"] + 0.2 * seconds
+
+    def _denoise_next_chunk(self):
+        """Denoise the next chunk (planning its audio under the lock before drawing noise); ``None``
+        when an interrupt abandoned it, the loop then being rewound to its start (kernel and
+        generator state), so it is generated again from what is queued now."""
+        generator_state = None if self._generator is None else self._generator.get_state()
+        with self._lock:
+            self._denoising, self._abandon = self._next_chunk, False
+        try:
+            chunk = next(self._chunks)
+        except _ChunkAbandoned:
+            chunk = None
+        with self._lock:
+            self._denoising = None
+            abandoned = self._abandon
+            self._abandon = False
+        if not abandoned:
+            self._kernel = next_kernel(chunk.kernel, chunk.latents, self.plan.kernel_frames)
+            return chunk
+        if generator_state is not None:
+            self._generator.set_state(generator_state)
+        self._chunks = generate_chunks(**self._loop, start_chunk=self._next_chunk, kernel=self._kernel)
+        return None
+
+    def _check_abandoned(self, chunk_index: int, step: int, num_steps: int, latents) -> None:
+        if self._abandon:
+            raise _ChunkAbandoned
 
     def _note_first_frame(self, seconds: float) -> None:
         previous = self._first_frame_seconds

@@ -121,9 +121,14 @@ class LiveAudioTimeline:
         for utterance in self.utterances:
             utterance.closed = True
 
-    def interrupt(self, next_frame: int) -> int:
+    def interrupt(self, next_frame: int, keep_planned: bool = True) -> int:
         """Drop all queued speech: utterances not yet placed, and the placed one from ``next_frame`` on
-        (or from the end of the last chunk already planned). Returns the first frame that is idle."""
+        (or, with ``keep_planned``, from the end of the last chunk already planned). Without
+        ``keep_planned`` the plans of chunks from ``next_frame`` on are forgotten too (their generation
+        is being abandoned). Returns the first frame that is idle."""
+        if not keep_planned:
+            for first in [f for f in self.planned if f >= next_frame]:
+                del self.planned[first]
         next_frame = max([next_frame] + [first + len(sources) for first, sources in self.planned.items()])
         kept = deque()
         for utterance in self.utterances:

@@ -106,6 +106,44 @@ def test_interrupt_returns_to_idle_at_the_next_chunk(tiny_pipe, portrait_array, 
         assert any(frame.speaking for frame in itertools.islice(stream, 3 * CHUNK))
 
 
+def test_interrupt_abandons_the_chunk_being_denoised(tiny_pipe, portrait_array, speech):
+    """An interrupt that arrives while a speaking chunk is denoised makes that very chunk idle: it is
+    generated again from the same kernel and noise, exactly as if the interrupt had come just before."""
+    audio = speech(3.0)
+
+    def render(interrupt_inside: bool) -> list:
+        with live_session(tiny_pipe, portrait_array) as live:
+            live.push(audio, SAMPLE_RATE)
+            stream = live.frames()
+            first_chunk = list(itertools.islice(stream, CHUNK))
+            armed = [interrupt_inside]
+
+            def interrupt_once(module, args, kwargs):
+                if armed[0]:
+                    armed[0] = False
+                    live.interrupt()
+
+            if interrupt_inside:
+                handle = tiny_pipe.transformer.register_forward_pre_hook(interrupt_once, with_kwargs=True)
+            else:
+                live.interrupt()
+            try:
+                rest = list(itertools.islice(stream, 2 * CHUNK))
+            finally:
+                if interrupt_inside:
+                    handle.remove()
+            assert not armed[0]
+            return first_chunk + rest
+
+    abandoned, before = render(True), render(False)
+    assert all(frame.speaking for frame in abandoned[:CHUNK])
+    assert not any(frame.speaking or frame.audio.any() for frame in abandoned[CHUNK:])
+    assert [frame.index for frame in abandoned] == list(range(3 * CHUNK))
+    for a, b in zip(abandoned, before):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.audio, b.audio)
+
+
 def test_end_without_speech_stops_after_the_current_chunk(tiny_pipe, portrait_array):
     with live_session(tiny_pipe, portrait_array) as live:
         stream = live.frames()
