@@ -166,6 +166,7 @@ def student_rollout(
     grad: bool = False,
     grad_chunks: Sequence[int] | None = None,
     grad_student=None,
+    initial_kernel: torch.Tensor | None = None,
 ) -> list[RolloutChunk]:
     """Roll the few-step student out over ``num_chunks`` chunks with :func:`kclg_chunks`.
 
@@ -178,7 +179,9 @@ def student_rollout(
     With ``grad=True`` the exit step of each chunk in ``grad_chunks`` (default: all) is recomputed
     with gradient, batched over chunks into one call of ``grad_student`` (default ``student``; pass
     the DDP/FSDP-wrapped module here and the plain one as ``student``). Everything else, including
-    the kernels passed on, carries no gradient. Returns one :class:`RolloutChunk` per chunk.
+    the kernels passed on, carries no gradient. ``initial_kernel``: the student's kernel for chunk 0
+    instead of the ground truth (e.g. :func:`asymk_core.training_losses.drift_kernels` of it); the
+    ground-truth kernels the teacher scores with are unchanged. Returns one :class:`RolloutChunk` per chunk.
     """
     if not isinstance(batch, AKDBatch):
         batch = AKDBatch.from_dict(batch, device=next(student.parameters()).device)
@@ -224,7 +227,8 @@ def student_rollout(
                                     target=batch.target_latents.narrow(2, index * chunk_frames, chunk_frames)))
         return output.detach()
 
-    for _ in kclg_chunks(denoise_chunk, batch.kernel_latents.detach(), num_chunks, batch.kernel_frames):
+    start = batch.kernel_latents if initial_kernel is None or wiring.student != "student" else initial_kernel
+    for _ in kclg_chunks(denoise_chunk, start.detach(), num_chunks, batch.kernel_frames):
         pass
 
     if trained:

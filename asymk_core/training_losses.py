@@ -98,3 +98,31 @@ def touch_parameters(loss: torch.Tensor, module: torch.nn.Module) -> torch.Tenso
     ``find_unused_parameters`` needs each one to receive a gradient every step)."""
     zero = sum(p.sum() for p in module.parameters() if p.requires_grad) * 0.0
     return loss + zero
+
+
+def drift_kernels(kernel: torch.Tensor, probability: float, scale: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Kernels ``[B, C, tau, h, w]`` degraded the way a model's own kernels drift over a long video.
+
+    Each sample, with ``probability``, is blurred (mixed with its 3x3 spatial mean, weight U(0, 1))
+    and shifted by ``U(0, scale)`` times a steady appearance offset: one ``N(0, 1)`` value per
+    channel plus a 2x2 ``N(0, 1)`` field per channel, bilinearly upsampled (latent units; the
+    shift is the same for every kernel frame). Trained on these with the clean target and the TRE
+    reference, a model must take colours from the reference rather than from its own past output.
+    All random numbers come from ``generator`` (CPU); returns a new tensor.
+    """
+    if probability <= 0 or scale <= 0:
+        return kernel
+    batch, channels, _, height, width = kernel.shape
+    chosen = (torch.rand(batch, generator=generator) < probability).float()
+    blur_weight = torch.rand(batch, generator=generator) * chosen
+    amplitude = torch.rand(batch, generator=generator) * float(scale) * chosen
+    offset = torch.randn(batch, channels, 1, 1, generator=generator)
+    field = torch.randn(batch, channels, 2, 2, generator=generator)
+    field = torch.nn.functional.interpolate(field, size=(height, width), mode="bilinear", align_corners=False)
+    shift = (amplitude.view(-1, 1, 1, 1) * (offset + field)).unsqueeze(2)  # [B, C, 1, h, w]
+    frames = kernel.transpose(1, 2).reshape(-1, channels, height, width)
+    blurred = torch.nn.functional.avg_pool2d(frames, 3, stride=1, padding=1, count_include_pad=False)
+    blurred = blurred.reshape(batch, -1, channels, height, width).transpose(1, 2)
+    weight = blur_weight.view(-1, 1, 1, 1, 1).to(kernel)
+    return (1 - weight) * kernel + weight * blurred + shift.to(kernel)

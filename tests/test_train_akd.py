@@ -150,6 +150,21 @@ def test_rollout_and_scoring_use_the_kernels_of_the_mode(mode, tiny_models, akd_
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in critic.parameters())
 
 
+@pytest.mark.parametrize("mode", KERNEL_MODES)
+def test_drifted_initial_kernel_reaches_only_the_student(mode, tiny_models, akd_batch):
+    from asymk_talker.asymk_core.training_losses import drift_kernels
+
+    _, teacher = tiny_models
+    student = copy.deepcopy(teacher)
+    drifted = drift_kernels(akd_batch.kernel_latents, 1.0, 0.5, torch.Generator().manual_seed(3))
+    assert not _same(drifted, akd_batch.kernel_latents)
+    chunks = student_rollout(student, akd_batch, 3, shifted_sigmas(4, 3.0), mode, torch.Generator().manual_seed(0),
+                             exit_step=1, initial_kernel=drifted)
+    expected = drifted if kernel_wiring(mode).student == "student" else akd_batch.kernel_latents
+    assert _same(chunks[0].student_kernel, expected)
+    assert _same(chunks[0].gt_kernel, akd_batch.kernel_latents)  # what the teacher scores with stays clean
+
+
 def test_dmd_gradient_matches_its_definition(tiny_models, akd_batch):
     _, teacher = tiny_models
     student, critic = copy.deepcopy(teacher).requires_grad_(True), copy.deepcopy(teacher)

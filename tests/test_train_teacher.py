@@ -69,6 +69,28 @@ def test_loss_finite_and_overfits_fixed_batch(tiny_setup):
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
 
 
+def test_drift_kernels_blur_and_shift_only_the_chosen_samples():
+    from asymk_talker.asymk_core.training_losses import drift_kernels
+
+    kernel = torch.randn(64, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert drift_kernels(kernel, 0.0, 0.3, torch.Generator()) is kernel
+    a = drift_kernels(kernel, 0.5, 0.3, torch.Generator().manual_seed(1))
+    b = drift_kernels(kernel, 0.5, 0.3, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)  # all randomness from the generator
+    changed = (a - kernel).flatten(1).abs().amax(1) > 0
+    assert 16 < int(changed.sum()) < 48  # about half the samples
+    shift = (a - kernel)[changed]
+    # The appearance shift is steady over the kernel frames, apart from the blur's share.
+    blurred = torch.nn.functional.avg_pool2d(kernel[changed].transpose(1, 2).reshape(-1, 4, 8, 8), 3, 1, 1,
+                                             count_include_pad=False).reshape(-1, 3, 4, 8, 8).transpose(1, 2)
+    detail = (blurred - kernel[changed])
+    weight = ((shift[:, :, 1] - shift[:, :, 0]) * (detail[:, :, 1] - detail[:, :, 0])).flatten(1).sum(1) / \
+        (detail[:, :, 1] - detail[:, :, 0]).flatten(1).pow(2).sum(1)
+    steady = shift - weight.view(-1, 1, 1, 1, 1) * detail
+    torch.testing.assert_close(steady[:, :, 0], steady[:, :, 2], atol=1e-4, rtol=0)
+    assert float(steady.abs().amax()) <= 0.3 * 6  # U(0, scale) x (offset + field) of N(0, 1) draws
+
+
 def test_audio_dropout_uses_unconditional_branch(tiny_setup):
     """Dropped samples get exactly the ``audio_features=None`` prediction used by guidance."""
     config, components, batch = tiny_setup

@@ -46,7 +46,7 @@ from asymk_talker.asymk_core.akd import (
 )
 from asymk_talker.asymk_core.models.transformer import AsymKTransformer
 from asymk_talker.asymk_core.sampling import shifted_sigmas
-from asymk_talker.asymk_core.training_losses import sample_sigmas
+from asymk_talker.asymk_core.training_losses import drift_kernels, sample_sigmas
 from asymk_talker.train.common import (
     Config,
     add_common_args,
@@ -98,6 +98,8 @@ DEFAULTS: dict = {
         "ode_warmup_steps": 0,        # student regresses the teacher's ODE (GT kernels) first
         "ode_substeps": 4,            # teacher Euler steps between two student levels
         "ode_guidance_scale": None,   # None: akd.guidance_scale
+        "kernel_drift": 0.0,          # per-rollout-sample probability of a drifted first student kernel
+        "kernel_drift_scale": 0.3,    # (asymk_core.training_losses.drift_kernels); the teacher keeps GT kernels
     },
     "train": {
         "max_steps": 1600,            # DMD steps (critic steps), after the warm-up
@@ -195,9 +197,11 @@ def akd_step(config: Config, batch: AKDBatch, student, critic, teacher, generato
     ones used for the calls that carry gradient."""
     akd = config.akd
     sigmas = sigmas or shifted_sigmas(int(akd.num_inference_steps), float(akd.shift))
+    drifted = drift_kernels(batch.kernel_latents, float(akd.kernel_drift), float(akd.kernel_drift_scale), generator)
     rollout = student_rollout(student, batch, int(akd.num_chunks), sigmas, akd.kernel_mode, generator,
                               chunk_frames=int(config.data.chunk_frames), grad=train_generator,
-                              grad_chunks=_grad_chunks(config), grad_student=grad_student)
+                              grad_chunks=_grad_chunks(config), grad_student=grad_student,
+                              initial_kernel=drifted)
     out = {"rollout": rollout, "generator": None}
     trained = [c for c in rollout if c.output.requires_grad] if train_generator else []
     device = batch.target_latents.device

@@ -7,7 +7,9 @@ and per-latent audio windows (``train/data.py``). The chunk is noised to a rando
 the loss is the flow-matching MSE (``asymk_core.training_losses.flow_matching_loss``). Audio is
 dropped per sample (``audio_features=None``, the unconditional branch of guidance) and the
 reference is zeroed per sample, so the teacher supports classifier-free guidance; the kernel can be
-lightly noised so the teacher tolerates imperfect (generated) kernels.
+lightly noised so the teacher tolerates imperfect (generated) kernels, and drifted
+(``flow.kernel_drift``: blurred and colour-shifted, with a clean target) so it pulls a drifting video
+back to the reference.
 
 Runs anywhere accelerate does::
 
@@ -37,7 +39,7 @@ from diffusers import AutoencoderKLWan
 from asymk_talker.asymk_core.model_folder import check_components_match, preset_components
 from asymk_talker.asymk_core.models.transformer import AsymKTransformer
 from asymk_talker.asymk_core.sampling import ChunkConditions
-from asymk_talker.asymk_core.training_losses import flow_matching_loss, sample_sigmas, touch_parameters
+from asymk_talker.asymk_core.training_losses import drift_kernels, flow_matching_loss, sample_sigmas, touch_parameters
 from asymk_talker.train.common import (
     Config,
     add_common_args,
@@ -85,6 +87,8 @@ DEFAULTS: dict = {
         "audio_dropout": 0.1,         # per sample: audio -> None (CFG's unconditional branch)
         "reference_dropout": 0.05,    # per sample: reference -> zeros
         "kernel_noise": 0.02,         # kernel += U(0, kernel_noise) * N(0, I) per sample
+        "kernel_drift": 0.0,          # per-sample probability of a drifted kernel (asymk_core.training_losses.drift_kernels)
+        "kernel_drift_scale": 0.3,    # its largest appearance shift, latent units
     },
     "train": {
         "max_steps": 10000,
@@ -161,6 +165,7 @@ def prepare_conditions(batch: dict, flow: Config, generator: torch.Generator, de
             scale = float(flow.kernel_noise) * torch.rand(size, generator=generator)
             kernel_noise = torch.randn(kernel.shape, generator=generator).to(device=device, dtype=dtype)
             kernel = kernel + scale.to(device=device, dtype=dtype).view(-1, 1, 1, 1, 1) * kernel_noise
+        kernel = drift_kernels(kernel, float(flow.kernel_drift), float(flow.kernel_drift_scale), generator)
     return clean, ChunkConditions(kernel=kernel, reference_latents=reference, audio_features=audio), audio_keep
 
 
