@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, _as_waveform
+from .audio import HOP_LENGTH, SAMPLE_RATE, _as_waveform
 from .errors import input_error
 
 
@@ -118,3 +118,53 @@ class FlashHeadAudioFeatures:
     @property
     def num_segments(self) -> int:
         return math.ceil(self.num_frames / self.segment_frames)
+
+
+class FlashHeadLiveWindows:
+    """The live timeline's feature layout for FlashHead-layout transformers (the members of
+    :class:`asymk_core.live_audio.FeatureWindows`).
+
+    Each request encodes the stretch of the utterance around the frames asked for, with
+    ``context_frames`` (20 ms feature frames) of audio on both sides, as :class:`FlashHeadAudioFeatures`
+    encodes a recording. The interpolation to the video rate and wav2vec2's attention then see that
+    stretch rather than the whole recording, so the windows approximate an offline render's; they
+    equal them when the context covers the whole (closed) utterance.
+    """
+
+    def __init__(self, audio_encoder, feature_extractor, fps: float, window: int = 5, num_layers: int = 12,
+                 context_frames: int = 10):
+        self.audio_encoder, self.feature_extractor = audio_encoder, feature_extractor
+        self.fps, self.window, self.num_layers = float(fps), int(window), int(num_layers)
+        self.context_frames = int(context_frames)
+        self.samples_per_frame = SAMPLE_RATE / self.fps
+        self.context_video_frames = math.ceil(self.context_frames * HOP_LENGTH / self.samples_per_frame)
+        half = self.window // 2
+        self.margin_samples = int(math.ceil((half + self.context_video_frames + 1) * self.samples_per_frame))
+        self.look_ahead_seconds = half / self.fps + self.context_frames * HOP_LENGTH / SAMPLE_RATE
+
+    def _features(self, waveform: np.ndarray) -> FlashHeadAudioFeatures:
+        return FlashHeadAudioFeatures(self.audio_encoder, waveform, self.fps, self.window, self.feature_extractor,
+                                      num_layers=self.num_layers, segment_seconds=waveform.size / SAMPLE_RATE + 1.0)
+
+    def silence(self) -> torch.Tensor:
+        """States ``[L, D]`` of a frame in the middle of a second of digital silence."""
+        features = self._features(np.zeros(SAMPLE_RATE, np.float32))
+        return features.windows(features.num_frames // 2, 1)[0, self.window // 2]
+
+    def samples_needed(self, local_frames: int) -> int:
+        """Local samples that must have arrived before local frames ``0 .. local_frames - 1`` can be made."""
+        frames = local_frames + self.window // 2
+        return int(round(frames * self.samples_per_frame)) + self.context_frames * HOP_LENGTH
+
+    def utterance_windows(self, utterance, frames: list[int]) -> torch.Tensor:
+        """Windows ``[n, W, L, D]`` of the utterance's local frames ``frames`` (consecutive)."""
+        spf, margin = self.samples_per_frame, self.window // 2 + self.context_video_frames
+        first = max(frames[0] - margin, 0)
+        while first * spf < utterance.base:  # older samples were dropped: start after them
+            first += 1
+        a = int(round(first * spf))
+        total_frames = int(round(utterance.total / SAMPLE_RATE * self.fps))
+        stop = frames[-1] + 1 + margin
+        b = utterance.total if utterance.closed and stop >= total_frames else min(utterance.total, int(round(stop * spf)))
+        b = max(b, a + int(math.ceil(spf)))  # at least one frame (zeros past the pushed end)
+        return self._features(utterance.samples(a, b)).windows(frames[0] - first, len(frames))

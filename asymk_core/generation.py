@@ -28,6 +28,12 @@ from .vae import StreamingDecoder, spatial_factor, temporal_factor
 from .window_kernel import WindowCodec
 
 
+class RestartChunk(Exception):
+    """Raised by a step callback to abandon the chunk being denoised: it is denoised again from its
+    first step, with its audio fetched again and, when a generator is given, the same noise (live
+    mode restarts a chunk this way when an interrupt drops the speech it was made from)."""
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     """``sampler``: ``teacher`` (Euler, many steps, audio guidance) or ``distilled`` (few steps);
@@ -74,7 +80,8 @@ def make_chunk_denoiser(
     generator: torch.Generator | None = None,
     step_callback: StepCallback | None = None,
 ) -> DenoiseChunk:
-    """The ``denoise_chunk(index, kernel)`` callable KCLG runs at inference."""
+    """The ``denoise_chunk(index, kernel)`` callable KCLG runs at inference (``step_callback`` may
+    raise :class:`RestartChunk`)."""
     batch, channels, _, height, width = reference_latents.shape
     device, dtype = reference_latents.device, transformer.dtype
     reference_latents = reference_latents.to(dtype)
@@ -83,6 +90,15 @@ def make_chunk_denoiser(
     whole_window_audio = transformer.config.get("audio_projector", "windows") == "flashhead"
 
     def denoise(chunk_index: int, kernel: torch.Tensor) -> torch.Tensor:
+        state = None if generator is None else generator.get_state()
+        while True:
+            try:
+                return denoise_once(chunk_index, kernel)
+            except RestartChunk:
+                if state is not None:
+                    generator.set_state(state)
+
+    def denoise_once(chunk_index: int, kernel: torch.Tensor) -> torch.Tensor:
         frames = plan.chunk_frames_for(chunk_index)
         if settings.window_noise:  # drawn for [kernel | chunk]; the kernel positions are overwritten
             noise = randn_tensor((batch, channels, kernel.shape[2] + frames, height, width), generator=generator,

@@ -26,18 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import BlockResampler, pcm_block, silence_features
+from .audio import BlockResampler, pcm_block
 from .errors import input_error
-from .generation import SamplingSettings, generate_chunks, to_frames
-from .kclg import ChunkPlan, initial_kernel, next_kernel
-from .live_audio import FrameSource, LiveAudioTimeline
+from .audio_flashhead import FlashHeadLiveWindows
+from .generation import RestartChunk, SamplingSettings, generate_chunks, to_frames
+from .kclg import ChunkPlan, initial_kernel
+from .live_audio import FeatureWindows, FrameSource, LiveAudioTimeline
 from .vae import StreamingDecoder, temporal_factor
 
 ENDLESS_FRAMES = 1 << 60  # a live stream's plan has no end in practice
-
-
-class _ChunkAbandoned(Exception):
-    """Raised between denoising steps when an interrupt abandons the chunk being denoised."""
 
 
 @dataclass
@@ -85,39 +82,48 @@ class LiveSession:
                  kernel_frames: int, sampling: SamplingSettings, audio_encoder, feature_extractor, fps: float,
                  audio_window: int, generator: torch.Generator | None = None, realtime: bool = True,
                  clock: Callable[[], float] = time.monotonic, context_frames: int | None = None,
-                 jitter_seconds: float | None = None, max_queued_seconds: float = 4.0):
+                 jitter_seconds: float | None = None, max_queued_seconds: float = 4.0,
+                 first_kernel_frames: int | None = None, kernel_source: str = "latents",
+                 colour_reference: torch.Tensor | None = None, colour_correction: float = 0.0):
         self.transformer, self.vae = transformer, vae
         self.fps = float(fps)
         self.realtime, self.clock = bool(realtime), clock
-        self.plan = ChunkPlan(ENDLESS_FRAMES, chunk_frames, kernel_frames, temporal_factor(vae))
-        self.frames_per_chunk = self.plan.video_frames_per_chunk
+        self.plan = ChunkPlan(ENDLESS_FRAMES, chunk_frames, kernel_frames, temporal_factor(vae),
+                              first_kernel_frames=first_kernel_frames, kernel_source=kernel_source)
+        self.frames_per_chunk = self.plan.video_frames_per_chunk  # every chunk's after the first
         self.chunk_seconds = self.frames_per_chunk / self.fps
         if context_frames is None:
             context_frames = 1 if type(audio_encoder).__name__ == "LogMelAudioEncoder" else 10
-        silence = silence_features(audio_encoder, feature_extractor)
+        if transformer.config.get("audio_projector", "windows") == "flashhead":
+            features = FlashHeadLiveWindows(audio_encoder, feature_extractor, self.fps, audio_window,
+                                            num_layers=transformer.config.audio_layers, context_frames=context_frames)
+        else:
+            features = FeatureWindows(audio_encoder, feature_extractor, self.fps, audio_window, context_frames)
         if jitter_seconds is None:
             jitter_seconds = 0.04 if self.realtime else 0.0
-        self.timeline = LiveAudioTimeline(audio_encoder, feature_extractor, self.fps, audio_window, silence,
-                                          context_frames=context_frames,
-                                          jitter_frames=int(round(jitter_seconds * self.fps)))
+        self.timeline = LiveAudioTimeline(features, jitter_frames=int(round(jitter_seconds * self.fps)))
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._wake = threading.Event()
-        self._loop = dict(transformer=transformer, vae=vae, scheduler=scheduler, reference_latents=reference_latents,
-                          audio=_LockedAudio(self.timeline, self._lock), plan=self.plan, settings=sampling,
-                          generator=generator, decode=False, step_callback=self._check_abandoned)
-        self._generator = generator
-        self._kernel = initial_kernel(reference_latents.to(transformer.device), self.plan)  # of the next chunk
-        self._chunks = generate_chunks(**self._loop)
-        self._decoder = StreamingDecoder(vae)
-        self._decoder.decode(self._kernel)  # causal context only
+        # A "decoded" plan (SoulX-FlashHead's loop) decodes each window whole, so its chunks come decoded.
+        self._decoded_windows = self.plan.kernel_source == "decoded"
+        self._chunks = generate_chunks(transformer, vae, scheduler, reference_latents,
+                                       _LockedAudio(self.timeline, self._lock), self.plan, sampling,
+                                       generator=generator, decode=self._decoded_windows,
+                                       step_callback=self._on_step, colour_reference=colour_reference,
+                                       colour_correction=colour_correction)
+        self._decoder = None
+        if not self._decoded_windows:
+            self._decoder = StreamingDecoder(vae)
+            self._decoder.decode(initial_kernel(reference_latents.to(transformer.device), self.plan))  # context only
         self._queue: deque[LiveFrame] = deque()
-        self._max_queued = max(self.frames_per_chunk, int(max_queued_seconds * self.fps))
+        self._max_queued = max(self.plan.first_chunk_video_frames, int(max_queued_seconds * self.fps))
         self._resamplers: dict[int, BlockResampler] = {}
         self._rate: int | None = None
         self._next_chunk = 0
         self._denoising: int | None = None  # the chunk being denoised, which an interrupt abandons
         self._abandon = False
+        self._restarted_at: float | None = None
         self._mute_before = 0  # frames before this index made after an interrupt play silence
         self._finished = False  # every frame of the stream has been generated (after end())
         self._closed = False
@@ -160,8 +166,8 @@ class LiveSession:
             self._rate = None
             abandon = self._denoising is not None
             self._abandon = self._abandon or abandon
-            first = self._denoising if abandon else self._next_chunk
-            planned_end = self.timeline.interrupt(first * self.frames_per_chunk, keep_planned=not abandon)
+            first = self.plan.video_range(self._denoising if abandon else self._next_chunk)[0]
+            planned_end = self.timeline.interrupt(first, keep_planned=not abandon)
             self._mute_before = max(self._mute_before, planned_end)
             for frame in self._queue:
                 frame.audio = np.zeros_like(frame.audio)
@@ -240,17 +246,22 @@ class LiveSession:
             if self.timeline.ended and not self.timeline.pending:
                 self._finished = True  # everything pushed has been shown
                 return
-        started = self.clock()
-        chunk = self._denoise_next_chunk()
-        if chunk is None:  # abandoned by an interrupt: its frames are counted from the new start
-            started = self.clock()
-            chunk = self._denoise_next_chunk()
-        first = chunk.index * self.frames_per_chunk
         with self._lock:
-            sources = list(self.timeline.plan(first, self.frames_per_chunk))
+            self._denoising, self._abandon, self._restarted_at = self._next_chunk, False, None
+        started = self.clock()
+        made = next(self._chunks)  # plans this chunk's audio (under the lock) before drawing noise
+        with self._lock:
+            self._denoising = None
+            if self._restarted_at is not None:  # abandoned by an interrupt: timed from the new start
+                started = self._restarted_at
+        first, stop = self.plan.video_range(made.chunk.index if self._decoded_windows else made.index)
+        with self._lock:
+            sources = list(self.timeline.plan(first, stop - first))
         frame, first_piece = first, True
-        for video in self._decoder.decode_frames(chunk.latents):
-            images = to_frames(video)[0].cpu().numpy()  # [f, H, W, 3]
+        pieces = [made.frames] if self._decoded_windows else \
+            (to_frames(video) for video in self._decoder.decode_frames(made.latents))
+        for piece in pieces:
+            images = piece[0].cpu().numpy()  # [f, H, W, 3]
             produced = []
             with self._lock:
                 for image in images:
@@ -271,39 +282,24 @@ class LiveSession:
             if self._finished:
                 break
         with self._lock:
-            self._next_chunk = chunk.index + 1
-            self.timeline.release(self._next_chunk * self.frames_per_chunk)
+            self._next_chunk += 1
+            # A "decoded" window starts with the frames of its kernel, which keep their sources.
+            self.timeline.release(self.plan.window_video_start(self._next_chunk) if self._decoded_windows
+                                  else self.plan.video_range(self._next_chunk)[0])
         seconds = self.clock() - started
         self.stats["chunks"] += 1
         self.stats["chunk_seconds"] = seconds if self.stats["chunks"] == 1 else \
             0.8 * self.stats["chunk_seconds"] + 0.2 * seconds
 
-    def _denoise_next_chunk(self):
-        """Denoise the next chunk (planning its audio under the lock before drawing noise); ``None``
-        when an interrupt abandoned it, the loop then being rewound to its start (kernel and
-        generator state), so it is generated again from what is queued now."""
-        generator_state = None if self._generator is None else self._generator.get_state()
+    def _on_step(self, chunk_index: int, step: int, num_steps: int, latents) -> None:
+        """After each denoising step: restart the chunk if an interrupt abandoned it; after the last
+        one the chunk is committed (an interrupt from then on leaves it be)."""
         with self._lock:
-            self._denoising, self._abandon = self._next_chunk, False
-        try:
-            chunk = next(self._chunks)
-        except _ChunkAbandoned:
-            chunk = None
-        with self._lock:
-            self._denoising = None
-            abandoned = self._abandon
-            self._abandon = False
-        if not abandoned:
-            self._kernel = next_kernel(chunk.kernel, chunk.latents, self.plan.kernel_frames)
-            return chunk
-        if generator_state is not None:
-            self._generator.set_state(generator_state)
-        self._chunks = generate_chunks(**self._loop, start_chunk=self._next_chunk, kernel=self._kernel)
-        return None
-
-    def _check_abandoned(self, chunk_index: int, step: int, num_steps: int, latents) -> None:
-        if self._abandon:
-            raise _ChunkAbandoned
+            if self._abandon:
+                self._abandon, self._restarted_at = False, self.clock()
+                raise RestartChunk
+            if step == num_steps - 1:
+                self._denoising = None
 
     def _note_first_frame(self, seconds: float) -> None:
         previous = self._first_frame_seconds
@@ -330,8 +326,12 @@ class LiveSession:
     def latency_seconds(self) -> float:
         """Expected audio-to-frame latency in real time: chunk duration + lead + encoder look-ahead."""
         timeline = self.timeline
-        look_ahead = (timeline.window // 2 + timeline.context_frames + 1) * 0.02
-        return self.chunk_seconds + self.lead_seconds + look_ahead + timeline.jitter_frames / self.fps
+        return (self.chunk_seconds + self.lead_seconds + timeline.features.look_ahead_seconds
+                + timeline.jitter_frames / self.fps)
+
+    def _chunk_time(self, chunk_index: int) -> float:
+        """Presentation time (s) of the first frame chunk ``chunk_index`` shows."""
+        return self.plan.video_range(chunk_index)[0] / self.fps
 
     def _start_worker(self) -> None:
         if self._worker is None:
@@ -343,11 +343,11 @@ class LiveSession:
             with torch.no_grad():
                 while not self._closed and not self._finished:
                     if self.t0 is not None:
-                        start_at = self.t0 + self._next_chunk * self.chunk_seconds - self.lead_seconds
+                        start_at = self.t0 + self._chunk_time(self._next_chunk) - self.lead_seconds
                         while not self._closed and self.clock() < start_at:
                             self._wake.wait(min(0.05, max(0.0, start_at - self.clock())))
                             self._wake.clear()
-                            start_at = self.t0 + self._next_chunk * self.chunk_seconds - self.lead_seconds
+                            start_at = self.t0 + self._chunk_time(self._next_chunk) - self.lead_seconds
                         if self._closed:
                             break
                     self._generate_chunk()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .audio import FEATURE_RATE, HOP_LENGTH, MIN_SECONDS, SAMPLE_RATE, encode_span, num_feature_frames
+from .audio import FEATURE_RATE, HOP_LENGTH, MIN_SECONDS, SAMPLE_RATE, encode_span, num_feature_frames, silence_features
 from .kclg import audio_frame_centres, audio_window_index
 
 MIN_UTTERANCE_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
@@ -84,23 +84,76 @@ class FrameSource:
     padding: bool = False
 
 
+class FeatureWindows:
+    """How an utterance's samples become the transformer's audio windows: this project's layout
+    (:class:`asymk_core.audio.FrameAudioFeatures`: encoder features at 50 Hz, ``window`` of them
+    around each video frame's centre). ``context_frames``: feature frames of audio the encoder needs
+    past the last one used (1 is exact for the log-mel encoder; more approximates a transformer
+    encoder's context). Another layout gives the same four members
+    (:class:`asymk_core.audio_flashhead.FlashHeadLiveWindows`)."""
+
+    def __init__(self, audio_encoder, feature_extractor, fps: float, window: int, context_frames: int = 1):
+        self.audio_encoder, self.feature_extractor = audio_encoder, feature_extractor
+        self.fps, self.window, self.context_frames = float(fps), int(window), int(context_frames)
+        self.margin_samples = (self.window // 2 + self.context_frames + 2) * HOP_LENGTH  # kept before a frame
+        # audio a frame waits for past its own: the window's half width, the context, one of rounding
+        self.look_ahead_seconds = (self.window // 2 + self.context_frames + 1) * HOP_LENGTH / SAMPLE_RATE
+
+    def silence(self) -> torch.Tensor:
+        """Features of digital silence ``[L, D]``: what idle frames are conditioned on."""
+        return silence_features(self.audio_encoder, self.feature_extractor)
+
+    def samples_needed(self, local_frames: int) -> int:
+        """Local samples that must have arrived before local frames ``0 .. local_frames - 1`` can be made."""
+        last_centre = int(audio_frame_centres([local_frames - 1], self.fps, FEATURE_RATE)[0])
+        return (last_centre + self.window // 2 + self.context_frames + 1) * HOP_LENGTH
+
+    def utterance_windows(self, utterance: Utterance, frames: list[int]) -> torch.Tensor:
+        """Windows ``[n, W, L, D]`` of the utterance's local frames ``frames`` (consecutive), as an
+        offline render of the utterance gives them (zeros past its features once it is closed)."""
+        index = audio_window_index(frames[0], len(frames), self.fps, self.window, FEATURE_RATE)  # [n, W]
+        limit = num_feature_frames(utterance.total) if utterance.closed else math.inf
+        valid = (index >= 0) & (index < limit)
+        block = None
+        if valid.any():
+            lo, hi = int(index[valid].min()), int(index[valid].max()) + 1
+            features = self._features(utterance, lo, hi)
+            block = torch.zeros(len(frames), self.window, *features.shape[1:])
+            block[torch.from_numpy(valid)] = features[torch.from_numpy(index[valid] - lo)]
+        return block
+
+    def _features(self, utterance: Utterance, lo: int, hi: int) -> torch.Tensor:
+        """Local feature frames ``[lo, hi)`` of an utterance, as an offline encode gives them."""
+        ctx = self.context_frames
+        a = max(0, (lo - ctx) * HOP_LENGTH)
+        a = max(a, utterance.base)
+        b = min(utterance.total, (hi + ctx) * HOP_LENGTH)
+        if utterance.closed and hi + ctx >= num_feature_frames(utterance.total):
+            b = utterance.total  # the true end: padded like the end of a whole recording
+        samples = utterance.samples(a, b)
+        if samples.size < MIN_UTTERANCE_SAMPLES:  # a few ms of speech: pad to the encoder's minimum
+            samples = np.pad(samples, (0, MIN_UTTERANCE_SAMPLES - samples.size))
+        span = encode_span(self.audio_encoder, samples, self.feature_extractor)
+        first = lo - a // HOP_LENGTH
+        return span[first: first + (hi - lo)]
+
+
 class LiveAudioTimeline:
     """Pushed speech -> per-chunk feature windows, the ``audio`` object of the KCLG chunk denoiser.
 
-    ``windows(start, n)`` plans the chunk of frames ``[start, start + n)`` (placing, continuing or
-    cutting utterances with the audio that has arrived) and returns float32 ``[n, W, L, D]``.
-    ``context_frames``: feature frames of audio the encoder needs past the last one used (1 is
-    exact for the log-mel encoder; more approximates a transformer encoder's context).
+    ``windows(start, n)`` plans the frames of ``[start, start + n)`` not planned yet as one chunk
+    (placing, continuing or cutting utterances with the audio that has arrived; frames planned by
+    the chunk before keep their sources) and returns float32 ``[n, W, L, D]``. ``features``: the
+    :class:`FeatureWindows` layout (or another with its members).
     ``jitter_frames``: video frames of arrived speech held back when an utterance is placed, so
     audio that arrives a little late (network, audio callbacks) does not cut it.
     """
 
-    def __init__(self, audio_encoder, feature_extractor, fps: float, window: int, silence: torch.Tensor,
-                 context_frames: int = 1, jitter_frames: int = 0):
-        self.audio_encoder, self.feature_extractor = audio_encoder, feature_extractor
-        self.fps, self.window, self.context_frames = float(fps), int(window), int(context_frames)
+    def __init__(self, features: FeatureWindows, jitter_frames: int = 0):
+        self.features = features
+        self.fps, self.window = features.fps, features.window
         self.jitter_frames = int(jitter_frames)
-        self.silence = silence.float()  # [L, D]
+        self.silence = features.silence().float()  # [L, D]
         self.samples_per_frame = SAMPLE_RATE / self.fps
         self.utterances: deque[Utterance] = deque()
         self.ended = False
@@ -149,17 +202,12 @@ class LiveAudioTimeline:
         """Frames of a closed utterance (the offline rule, ``round(duration * fps)``)."""
         return int(round(utterance.total / SAMPLE_RATE * self.fps))
 
-    def _samples_needed(self, local_frames: int) -> int:
-        """Local samples that must have arrived before local frames ``0 .. local_frames - 1`` can be made."""
-        last_centre = int(audio_frame_centres([local_frames - 1], self.fps, FEATURE_RATE)[0])
-        return (last_centre + self.window // 2 + self.context_frames + 1) * HOP_LENGTH
-
     def ready_frames(self, utterance: Utterance) -> int:
         """Local frames whose audio has all arrived (all of them once the utterance is closed)."""
         if utterance.closed:
             return self.num_frames(utterance)
         frames = int(utterance.total / self.samples_per_frame) + 1
-        while frames > 0 and self._samples_needed(frames) > utterance.total:
+        while frames > 0 and self.features.samples_needed(frames) > utterance.total:
             frames -= 1
         return frames
 
@@ -225,25 +273,26 @@ class LiveAudioTimeline:
         self.planned[start] = sources
         return sources
 
-    # ----------------------------------------------------------------------------- conditioning
-    def _features(self, utterance: Utterance, lo: int, hi: int) -> torch.Tensor:
-        """Local feature frames ``[lo, hi)`` of an utterance, as an offline encode gives them."""
-        ctx = self.context_frames
-        a = max(0, (lo - ctx) * HOP_LENGTH)
-        a = max(a, utterance.base)
-        b = min(utterance.total, (hi + ctx) * HOP_LENGTH)
-        if utterance.closed and hi + ctx >= num_feature_frames(utterance.total):
-            b = utterance.total  # the true end: padded like the end of a whole recording
-        samples = utterance.samples(a, b)
-        if samples.size < MIN_UTTERANCE_SAMPLES:  # a few ms of speech: pad to the encoder's minimum
-            samples = np.pad(samples, (0, MIN_UTTERANCE_SAMPLES - samples.size))
-        span = encode_span(self.audio_encoder, samples, self.feature_extractor)
-        first = lo - a // HOP_LENGTH
-        return span[first: first + (hi - lo)]
+    def sources(self, start: int, count: int) -> list[FrameSource]:
+        """Sources of frames ``[start, start + count)``: those already planned (by this chunk or the one
+        before) as they were planned, the rest planned now as one chunk."""
+        out, frame, stop = [], start, start + count
+        while frame < stop:
+            owner = next(((first, planned) for first, planned in self.planned.items()
+                          if first <= frame < first + len(planned)), None)
+            if owner is None:
+                out.extend(self.plan(frame, stop - frame))
+                break
+            first, planned = owner
+            take = min(first + len(planned), stop) - frame
+            out.extend(planned[frame - first: frame - first + take])
+            frame += take
+        return out
 
+    # ----------------------------------------------------------------------------- conditioning
     def windows(self, start_frame: int, num_frames: int) -> torch.Tensor:
         """Plan frames ``start_frame ..`` and return their windows, float32 ``[n, W, L, D]``."""
-        sources = self.plan(start_frame, num_frames)
+        sources = self.sources(start_frame, num_frames)
         layers, dim = self.silence.shape
         out = self.silence.expand(num_frames, self.window, layers, dim).clone()
         by_utterance: dict[int, list[int]] = {}
@@ -254,16 +303,8 @@ class LiveAudioTimeline:
                 by_utterance.setdefault(id(source.utterance), []).append(k)
         for ks in by_utterance.values():
             utterance = sources[ks[0]].utterance
-            locals_ = [sources[k].local for k in ks]
-            index = audio_window_index(locals_[0], len(ks), self.fps, self.window, FEATURE_RATE)  # [n, W]
-            limit = num_feature_frames(utterance.total) if utterance.closed else math.inf
-            valid = (index >= 0) & (index < limit)
-            block = torch.zeros(len(ks), self.window, layers, dim)
-            if valid.any():
-                lo, hi = int(index[valid].min()), int(index[valid].max()) + 1
-                features = self._features(utterance, lo, hi)
-                block[torch.from_numpy(valid)] = features[torch.from_numpy(index[valid] - lo)]
-            out[ks] = block
+            block = self.features.utterance_windows(utterance, [sources[k].local for k in ks])
+            out[ks] = 0.0 if block is None else block
         return out
 
     # ---------------------------------------------------------------------------------- output
@@ -278,10 +319,11 @@ class LiveAudioTimeline:
         return utterance.samples(begin - origin, end - origin), utterance.arrival(begin - origin)
 
     def release(self, next_frame: int) -> None:
-        """Forget what frames before ``next_frame`` needed: old samples, finished utterances, plans."""
-        for first in [f for f in self.planned if f < next_frame]:
+        """Forget what frames before ``next_frame`` needed: old samples, finished utterances, and the
+        plans of chunks that end by then."""
+        for first in [f for f, planned in self.planned.items() if f + len(planned) <= next_frame]:
             del self.planned[first]
-        margin = (self.window // 2 + self.context_frames + 2) * HOP_LENGTH
+        margin = self.features.margin_samples
         while self.utterances:
             utterance = self.utterances[0]
             if utterance.start_frame is None:

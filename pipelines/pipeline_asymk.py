@@ -398,23 +398,20 @@ class AsymKPipeline(DiffusionPipeline):
             generator, None, height=height, width=width, fps=fps, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, chunk_frames=chunk_frames, kernel_frames=kernel_frames, sampler=sampler,
         )
-        if settings.kernel_source != "latents" or settings.first_kernel_frames is not None:
-            raise input_error("kernel_source", f"live sessions run this project's loop, not kernel_source="
-                              f"{settings.kernel_source!r} / first_kernel_frames={settings.first_kernel_frames}",
-                              "render this model offline (pipe(...), pipe.stream or asymk-talker generate)")
         if image is None:
             raise input_error("image", "no portrait was given", "pass the portrait image")
-        portrait = preprocess_image(image, settings.height, settings.width)
+        portrait = preprocess_image(image, settings.height, settings.width).to(self.vae.device)
         with torch.no_grad():
-            reference_latents = encode_reference(self.vae, portrait.to(self.vae.device),
-                                                 settings.kernel_frames + settings.chunk_frames)
+            reference_latents = encode_reference(self.vae, portrait, settings.kernel_frames + settings.chunk_frames)
         return LiveSession(
             transformer=self.transformer, vae=self.vae,
             scheduler=own_scheduler(self.scheduler),
             reference_latents=reference_latents, chunk_frames=settings.chunk_frames,
             kernel_frames=settings.kernel_frames, sampling=settings.sampling, audio_encoder=self.audio_encoder,
             feature_extractor=self.feature_extractor, fps=settings.fps,
-            audio_window=self.transformer.config.audio_window, generator=generator, realtime=realtime, **options,
+            audio_window=self.transformer.config.audio_window, generator=generator, realtime=realtime,
+            first_kernel_frames=settings.first_kernel_frames, kernel_source=settings.kernel_source,
+            colour_reference=portrait, colour_correction=float(settings.colour_correction), **options,
         )
 
     # -------------------------------------------------------------------------------------- call

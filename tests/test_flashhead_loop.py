@@ -108,8 +108,6 @@ def test_render_reencodes_the_kernel_from_shown_frames(converted_pipeline, tmp_p
     assert np.allclose(frames[:33], chunks[0].frames[0].numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="resumed"):
         session.state_after(chunks[0].chunk)
-    with pytest.raises(ValueError, match="kernel_source"):
-        pipe.live(portrait, height=32, width=32)
     with pytest.raises(ValueError, match="`resume`"):
         render_resumable(session, tmp_path / "out.mp4")
     assert not (tmp_path / "out.mp4").exists()
@@ -132,3 +130,43 @@ def test_cli_generate_with_the_converted_folder(converted_pipeline, tmp_path):
     code = main(["generate", "--model", str(folder), "--image", str(image), "--audio", str(audio),
                  "--output", str(tmp_path / "r.mp4"), "--height", "32", "--width", "32", "--quiet", "--resume"])
     assert code == 2 and not (tmp_path / "r.mp4").exists()
+
+
+def test_live_session_with_the_flashhead_loop_equals_the_offline_render(converted_pipeline):
+    """All the speech pushed at once, with audio context covering it: the live frames are the
+    offline render's, window by window (33 frames, then 28 per chunk after a 5-frame kernel)."""
+    pipe = converted_pipeline
+    portrait = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    speech = np.random.default_rng(1).standard_normal(int(16000 * 1.48)).astype(np.float32) * 0.1  # 37 frames
+    offline = pipe(portrait, speech, sample_rate=16000, height=32, width=32, output_type="np",
+                   generator=torch.Generator().manual_seed(0)).frames
+    with pipe.live(portrait, height=32, width=32, generator=torch.Generator().manual_seed(0), realtime=False,
+                   context_frames=10**6) as live:
+        live.push(speech, 16000)
+        live.end()
+        frames = list(live.frames())
+    assert [f.index for f in frames] == list(range(37)) and all(f.speaking for f in frames)
+    np.testing.assert_allclose(np.stack([f.image for f in frames]), offline, atol=1e-5)
+    played = np.concatenate([f.audio for f in frames])
+    np.testing.assert_array_equal(played, speech[: played.size])
+
+
+def test_live_session_with_the_flashhead_loop_idles_and_speaks_again(converted_pipeline):
+    import itertools
+
+    pipe = converted_pipeline
+    portrait = (np.random.default_rng(2).random((32, 32, 3)) * 255).astype(np.uint8)
+    speech = np.random.default_rng(3).standard_normal(16000).astype(np.float32) * 0.1
+    with pipe.live(portrait, height=32, width=32, generator=torch.Generator().manual_seed(0), realtime=False) as live:
+        for start in range(0, 8000, 1234):  # half a second, in odd blocks
+            live.push(speech[start:start + 1234], 16000)
+        stream = live.frames()
+        first = list(itertools.islice(stream, 33 + 28))  # chunk 0 shows its whole window, then 28 per chunk
+        assert [f.index for f in first] == list(range(61))
+        speaking = [f.speaking for f in first]
+        spoken = [f.index for f in first if f.speaking]  # one utterance (13 frames), placed as late as it can be
+        assert len(spoken) == 13 and spoken == list(range(spoken[0], spoken[0] + 13)) and spoken[-1] < 50
+        assert not any(f.audio.any() for f in first if not f.speaking)
+        live.push(speech[8000:], 16000)
+        assert any(f.speaking for f in itertools.islice(stream, 2 * 28))  # it speaks again
+        assert live.timeline.planned.keys() <= {(33 + 28 * k) for k in range(6)}  # old plans are released

@@ -209,10 +209,9 @@ def test_closed_session_refuses_input(tiny_pipe, portrait_array, speech):
 
 
 def test_interrupt_keeps_the_audio_of_a_chunk_already_being_generated(tiny_pipe, speech):
-    from asymk_talker.asymk_core.audio import silence_features
-    from asymk_talker.asymk_core.live_audio import LiveAudioTimeline
+    from asymk_talker.asymk_core.live_audio import FeatureWindows, LiveAudioTimeline
 
-    timeline = LiveAudioTimeline(tiny_pipe.audio_encoder, None, 25.0, 5, silence_features(tiny_pipe.audio_encoder))
+    timeline = LiveAudioTimeline(FeatureWindows(tiny_pipe.audio_encoder, None, 25.0, 5))
     audio = speech(3.0)
     timeline.push(audio, now=0.0)
     sources = timeline.plan(0, CHUNK)  # the worker planned chunk 0 and is denoising it
