@@ -176,6 +176,7 @@ def generate_chunks(
     decoder: StreamingDecoder | None = None,
     colour_reference: torch.Tensor | None = None,
     colour_correction: float = 0.0,
+    window_codec: WindowCodec | None = None,
 ) -> Iterator[VideoChunk | Chunk]:
     """TRE reference latents ``[B, C, plan.window_frames, h, w]`` (:func:`asymk_core.tre.encode_reference`)
     + per-frame audio -> decoded :class:`VideoChunk` objects, streamed (``decode=False``: the latent
@@ -193,7 +194,9 @@ def generate_chunks(
     A ``"decoded"`` plan (:class:`asymk_core.window_kernel.WindowCodec`) decodes each window on its
     own and re-encodes the next kernel from its last frames, colour-corrected towards
     ``colour_reference`` (the portrait ``[B, 3, H, W]`` in [-1, 1]) with strength
-    ``colour_correction`` in [0, 1]; it starts at chunk 0 only.
+    ``colour_correction`` in [0, 1]. Its windows are decoded on their own, so resuming it needs only
+    ``kernel`` (the re-encoded one) and ``generator``. ``window_codec``: the codec to use (made here
+    when not given); pass one to read each chunk's next kernel, e.g. to save a resumable state.
     """
     if plan.temporal_factor != temporal_factor(vae):
         raise ValueError("`plan.temporal_factor` does not match the VAE.")
@@ -217,7 +220,7 @@ def generate_chunks(
                           "pass the kernel saved with the render state for this model and size")
     else:
         kernel = kernel.to(device=first_kernel.device)  # keep its dtype: exactly what the loop carried
-    if decode and start_chunk and (decoder is None or not decoder.started):
+    if decode and start_chunk and plan.kernel_source == "latents" and (decoder is None or not decoder.started):
         raise input_error("decoder", f"resuming at chunk {start_chunk} needs the decoder state after chunk "
                           f"{start_chunk - 1}", "pass a StreamingDecoder restored with set_state()")
     denoise = make_chunk_denoiser(
@@ -227,15 +230,12 @@ def generate_chunks(
         raise input_error("kernel_source", "this transformer's audio covers whole decoded windows "
                           "(audio_projector='flashhead')", "use kernel_source='decoded' (as its model folder does)")
     if plan.kernel_source == "decoded":
-        if start_chunk:
-            raise input_error("start_chunk", "renders whose kernels are re-encoded frames start at chunk 0",
-                              "render from the start (resume is for kernel_source='latents')")
         if colour_correction and colour_reference is None:
             raise input_error("colour_reference", "colour correction needs the portrait",
                               "pass the portrait [B, 3, H, W] in [-1, 1], or colour_correction=0")
-        codec = WindowCodec(vae, plan, colour_reference, colour_correction)
-        chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, make_kernel=codec.next_kernel,
-                             initial_kernel_frames=plan.kernel_frames_for(0))
+        codec = window_codec or WindowCodec(vae, plan, colour_reference, colour_correction)
+        chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, start_chunk=start_chunk,
+                             make_kernel=codec.next_kernel, initial_kernel_frames=plan.kernel_frames_for(start_chunk))
         for chunk in chunks:
             if not decode:
                 yield chunk

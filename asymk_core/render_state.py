@@ -297,9 +297,6 @@ def render_resumable(
                           "prepare the session with generator=torch.Generator().manual_seed(seed)", kind=TypeError)
     if session.image is None:
         raise input_error("image", "a resumable render needs the portrait image", "prepare the session with image=")
-    if session.plan.kernel_source != "latents":
-        raise input_error(resume_argument, "this model's kernels are re-encoded frames, which resumable renders "
-                          "do not save yet", "render it without resume")
     target = _check_output_path(output, argument)
     folder = resume_folder(target)
     if folder.exists() and not folder.is_dir():

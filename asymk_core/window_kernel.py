@@ -31,6 +31,7 @@ class WindowCodec:
         self.vae, self.plan = vae, plan
         self.colour_reference, self.colour_strength = colour_reference, float(colour_strength)
         self._cached: tuple[int, torch.Tensor] | None = None
+        self._kernel: tuple[int, torch.Tensor] | None = None
 
     def window_frames(self, chunk: Chunk) -> torch.Tensor:
         """The chunk's decoded window ``[B, 3, 1 + r (W - 1), H, W]`` in [-1, 1] (colour-corrected)."""
@@ -43,11 +44,17 @@ class WindowCodec:
         self._cached = (chunk.index, video)
         return video
 
+    @torch.no_grad()
     def next_kernel(self, chunk: Chunk) -> torch.Tensor:
-        """The next chunk's kernel ``[B, C, kernel_frames, h, w]``: the window's last frames, encoded."""
+        """The next chunk's kernel ``[B, C, kernel_frames, h, w]``: the window's last frames, encoded
+        (once per chunk: asking again, e.g. to save a resumable state, returns the same tensor)."""
+        if self._kernel is not None and self._kernel[0] == chunk.index:
+            return self._kernel[1]
         count = video_frames_for_latents(self.plan.kernel_frames, self.plan.temporal_factor)
         tail = self.window_frames(chunk)[:, :, -count:]
-        return encode_video(self.vae, tail).to(chunk.latents.dtype)
+        kernel = encode_video(self.vae, tail).to(chunk.latents.dtype)
+        self._kernel = (chunk.index, kernel)
+        return kernel
 
     def shown_frames(self, chunk: Chunk) -> torch.Tensor:
         """Frames ``[B, 3, f, H, W]`` chunk ``chunk.index`` adds to the video: chunk 0 its whole window,

@@ -20,6 +20,7 @@ from ..asymk_core.kclg import Chunk, ChunkPlan, initial_kernel, next_kernel
 from ..asymk_core.sampling import own_scheduler
 from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import StreamingDecoder
+from ..asymk_core.window_kernel import WindowCodec
 
 
 LOOP_SETTINGS = dict(kernel_source="latents", first_kernel_frames=0, colour_correction=0.0, window_noise=False)
@@ -79,6 +80,7 @@ class RenderSession:
         self.callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs or [])
         self._reference_latents = reference_latents
         self._decoder: StreamingDecoder | None = None
+        self._codec: WindowCodec | None = None
 
     @property
     def reference_latents(self) -> torch.Tensor:
@@ -122,6 +124,12 @@ class RenderSession:
             if decoder is not None and state.decoder_state is not None:
                 decoder.set_state(state.decoder_state)
         self._decoder = decoder
+        colour_reference = None if self.image is None else self.image.to(pipe.vae.device)
+        self._codec = None
+        correction = float(self.settings.colour_correction)
+        if plan.kernel_source == "decoded" and (colour_reference is not None or not correction):
+            # kept to read each chunk's next kernel for state_after (generate_chunks refuses the rest)
+            self._codec = WindowCodec(pipe.vae, plan, colour_reference, correction)
         progress = pipe.progress_bar(total=plan.num_chunks * steps)
         callback, names = self.callback_on_step_end, self.callback_on_step_end_tensor_inputs
 
@@ -139,7 +147,7 @@ class RenderSession:
                 pipe.transformer, pipe.vae, own_scheduler(pipe.scheduler), self.reference_latents, self.audio, plan,
                 self.settings.sampling, generator=self.generator, step_callback=on_step, decode=decode,
                 start_chunk=start_chunk, kernel=kernel, decoder=decoder,
-                colour_reference=None if self.image is None else self.image.to(pipe.vae.device),
+                colour_reference=colour_reference, window_codec=self._codec,
                 colour_correction=float(self.settings.colour_correction),
             )
         pipe.maybe_free_model_hooks()
@@ -147,11 +155,12 @@ class RenderSession:
     def state_after(self, chunk: Chunk) -> LoopState:
         """The loop state right after ``chunk`` was yielded by :meth:`chunks`: enough to resume at
         ``chunk.index + 1`` (the next chunk has not drawn any noise yet)."""
-        if self.plan.kernel_source != "latents":
-            raise input_error("kernel_source", "renders whose kernels are re-encoded frames cannot be resumed yet",
-                              "render without --resume")
+        if self._codec is not None:
+            kernel = self._codec.next_kernel(chunk)  # the loop reuses this very tensor
+        else:
+            kernel = next_kernel(chunk.kernel, chunk.latents, self.plan.kernel_frames)
         return LoopState(
-            kernel=next_kernel(chunk.kernel, chunk.latents, self.plan.kernel_frames),
+            kernel=kernel,
             generator_state=None if self.generator is None else self.generator.get_state(),
             decoder_state=None if self._decoder is None else self._decoder.get_state(),
         )
