@@ -4,8 +4,9 @@ A :class:`LiveSession` runs the KCLG chunk loop (:func:`asymk_core.generation.ge
 without an end: each chunk is planned from the speech pushed so far
 (:class:`asymk_core.live_audio.LiveAudioTimeline`) when it must be generated, and idle chunks
 (silence features: a closed mouth and the model's own idle motion) fill the gaps, so the video never
-freezes. Frames are decoded one latent frame at a time and come out with their timestamps and the
-16 kHz audio they play.
+freezes. Frames are decoded one latent frame at a time (a ``"decoded"`` plan, SoulX-FlashHead's
+loop, decodes whole windows) and come out with their timestamps and the 16 kHz audio they play.
+An interrupt abandons the chunk being denoised (:class:`asymk_core.generation.RestartChunk`).
 
 Real time (``realtime=True``): a worker thread starts chunk ``c`` at ``t0 + c * D - lead`` (``D``
 the chunk duration, ``lead`` the measured time to a chunk's first frame plus a margin), so speech is
