@@ -89,7 +89,7 @@ class FeatureWindows:
     (:class:`asymk_core.audio.FrameAudioFeatures`: encoder features at 50 Hz, ``window`` of them
     around each video frame's centre). ``context_frames``: feature frames of audio the encoder needs
     past the last one used (1 is exact for the log-mel encoder; more approximates a transformer
-    encoder's context). Another layout gives the same four members
+    encoder's context). Another layout has the same members
     (:class:`asymk_core.audio_flashhead.FlashHeadLiveWindows`)."""
 
     def __init__(self, audio_encoder, feature_extractor, fps: float, window: int, context_frames: int = 1):
@@ -108,9 +108,10 @@ class FeatureWindows:
         last_centre = int(audio_frame_centres([local_frames - 1], self.fps, FEATURE_RATE)[0])
         return (last_centre + self.window // 2 + self.context_frames + 1) * HOP_LENGTH
 
-    def utterance_windows(self, utterance: Utterance, frames: list[int]) -> torch.Tensor:
+    def utterance_windows(self, utterance: Utterance, frames: list[int]) -> torch.Tensor | None:
         """Windows ``[n, W, L, D]`` of the utterance's local frames ``frames`` (consecutive), as an
-        offline render of the utterance gives them (zeros past its features once it is closed)."""
+        offline render of the utterance gives them (zeros past its features once it is closed;
+        ``None`` when every window lies past them)."""
         index = audio_window_index(frames[0], len(frames), self.fps, self.window, FEATURE_RATE)  # [n, W]
         limit = num_feature_frames(utterance.total) if utterance.closed else math.inf
         valid = (index >= 0) & (index < limit)
