@@ -253,9 +253,13 @@ class VideoWriter:
                 pass
             self._container = av.open(ffmpeg_path(self.partial_path), mode="w",
                                       format=VIDEO_SUFFIXES[self.path.suffix.lower()])
-        except (OSError, av.FFmpegError) as exc:
+        except BaseException as exc:  # a signal (e.g. SIGTERM) can land here too: leave nothing behind
             self._remove_partial()
-            raise _write_error(argument, self.path, exc, creating=True) from None
+            if self._owner is None:  # interrupted while claiming: its record (our unique name) may exist
+                _partial_owner(self.partial_path).unlink(missing_ok=True)
+            if isinstance(exc, (OSError, av.FFmpegError)):
+                raise _write_error(argument, self.path, exc, creating=True) from None
+            raise
         self._template = None
         try:
             if video_template is not None:  # remux mode: packets come from already encoded segments
