@@ -21,6 +21,12 @@ from .audio import HOP_LENGTH, SAMPLE_RATE, _as_waveform
 from .errors import input_error
 
 
+def uses_flashhead_audio(transformer) -> bool:
+    """Whether ``transformer`` takes audio in FlashHead's layout (``audio_projector="flashhead"``: video-rate
+    wav2vec2 states over whole decoded windows) rather than this project's per-frame windows."""
+    return transformer.config.get("audio_projector", "windows") == "flashhead"
+
+
 def encoder_layer_outputs(encoder, hidden: torch.Tensor) -> list[torch.Tensor]:
     """Outputs ``[B, n, D]`` of every layer of a wav2vec2 encoder run on ``hidden`` (its
     ``hidden_states[1:]``), read with forward hooks, which works whether or not the installed

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from .audio_flashhead import uses_flashhead_audio
 from .errors import input_error
 from .kclg import Chunk, ChunkPlan, DenoiseChunk, chunk_audio_windows, initial_kernel, kclg_chunks, window_audio_windows
 from .sampling import (
@@ -87,7 +88,7 @@ def make_chunk_denoiser(
     reference_latents = reference_latents.to(dtype)
     sigmas = shifted_sigmas(settings.num_inference_steps, settings.shift)
 
-    whole_window_audio = transformer.config.get("audio_projector", "windows") == "flashhead"
+    whole_window_audio = uses_flashhead_audio(transformer)
 
     def denoise(chunk_index: int, kernel: torch.Tensor) -> torch.Tensor:
         state = None if generator is None else generator.get_state()
@@ -226,13 +227,10 @@ def generate_chunks(
     denoise = make_chunk_denoiser(
         transformer, scheduler, reference_latents, audio, plan, settings, generator, step_callback
     )
-    if transformer.config.get("audio_projector", "windows") == "flashhead" and plan.kernel_source != "decoded":
+    if uses_flashhead_audio(transformer) and plan.kernel_source != "decoded":
         raise input_error("kernel_source", "this transformer's audio covers whole decoded windows "
                           "(audio_projector='flashhead')", "use kernel_source='decoded' (as its model folder does)")
     if plan.kernel_source == "decoded":
-        if colour_correction and colour_reference is None:
-            raise input_error("colour_reference", "colour correction needs the portrait",
-                              "pass the portrait [B, 3, H, W] in [-1, 1], or colour_correction=0")
         codec = window_codec or WindowCodec(vae, plan, colour_reference, colour_correction)
         chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, start_chunk=start_chunk,
                              make_kernel=codec.next_kernel, initial_kernel_frames=plan.kernel_frames_for(start_chunk))

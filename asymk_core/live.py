@@ -29,7 +29,7 @@ import torch
 
 from .audio import BlockResampler, pcm_block
 from .errors import input_error
-from .audio_flashhead import FlashHeadLiveWindows
+from .audio_flashhead import FlashHeadLiveWindows, uses_flashhead_audio
 from .generation import RestartChunk, SamplingSettings, generate_chunks, to_frames
 from .kclg import ChunkPlan, initial_kernel
 from .live_audio import FeatureWindows, FrameSource, LiveAudioTimeline
@@ -95,7 +95,7 @@ class LiveSession:
         self.chunk_seconds = self.frames_per_chunk / self.fps
         if context_frames is None:
             context_frames = 1 if type(audio_encoder).__name__ == "LogMelAudioEncoder" else 10
-        if transformer.config.get("audio_projector", "windows") == "flashhead":
+        if uses_flashhead_audio(transformer):
             features = FlashHeadLiveWindows(audio_encoder, feature_extractor, self.fps, audio_window,
                                             num_layers=transformer.config.audio_layers, context_frames=context_frames)
         else:

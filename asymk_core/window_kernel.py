@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .colour import match_colours
+from .errors import input_error
 from .kclg import Chunk, ChunkPlan, video_frames_for_latents
 from .vae import StreamingDecoder, encode_video
 
@@ -27,7 +28,8 @@ class WindowCodec:
     def __init__(self, vae, plan: ChunkPlan, colour_reference: torch.Tensor | None = None,
                  colour_strength: float = 0.0):
         if colour_strength and colour_reference is None:
-            raise ValueError("colour correction needs the portrait (colour_reference)")
+            raise input_error("colour_reference", "colour correction needs the portrait",
+                              "pass the portrait [B, 3, H, W] in [-1, 1], or colour_correction=0")
         self.vae, self.plan = vae, plan
         self.colour_reference, self.colour_strength = colour_reference, float(colour_strength)
         self._cached: tuple[int, torch.Tensor] | None = None

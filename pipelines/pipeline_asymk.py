@@ -19,7 +19,7 @@ from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscret
 from diffusers.utils import BaseOutput
 
 from ..asymk_core.audio import FrameAudioFeatures, load_audio
-from ..asymk_core.audio_flashhead import FlashHeadAudioFeatures
+from ..asymk_core.audio_flashhead import FlashHeadAudioFeatures, uses_flashhead_audio
 from ..asymk_core.errors import InputError, error_argument, input_error, rename_argument
 from ..asymk_core.face_crop import DEFAULT_PADDING, crop_photo, paste_back_chunks
 from ..asymk_core.files import apply_umask_to_weights
@@ -215,7 +215,7 @@ class AsymKPipeline(DiffusionPipeline):
         (:class:`FlashHeadAudioFeatures` for a transformer with ``audio_projector="flashhead"``)."""
         waveform = load_audio(audio, sample_rate)
         config = self.transformer.config
-        if config.get("audio_projector", "windows") == "flashhead":
+        if uses_flashhead_audio(self.transformer):
             return FlashHeadAudioFeatures(self.audio_encoder, waveform, fps or self.config.fps,
                                           window=config.audio_window, feature_extractor=self.feature_extractor,
                                           num_layers=config.audio_layers)

@@ -126,10 +126,8 @@ class RenderSession:
         self._decoder = decoder
         colour_reference = None if self.image is None else self.image.to(pipe.vae.device)
         self._codec = None
-        correction = float(self.settings.colour_correction)
-        if plan.kernel_source == "decoded" and (colour_reference is not None or not correction):
-            # kept to read each chunk's next kernel for state_after (generate_chunks refuses the rest)
-            self._codec = WindowCodec(pipe.vae, plan, colour_reference, correction)
+        if plan.kernel_source == "decoded":  # kept to read each chunk's next kernel for state_after
+            self._codec = WindowCodec(pipe.vae, plan, colour_reference, float(self.settings.colour_correction))
         progress = pipe.progress_bar(total=plan.num_chunks * steps)
         callback, names = self.callback_on_step_end, self.callback_on_step_end_tensor_inputs
 
