@@ -18,6 +18,7 @@ from .errors import input_error
 from .kclg import Chunk, ChunkPlan, DenoiseChunk, chunk_audio_windows, initial_kernel, kclg_chunks, window_audio_windows
 from .sampling import (
     ChunkConditions,
+    fill_kernel_cache,
     kernel_cache_for,
     StepCallback,
     check_sampler,
@@ -82,7 +83,8 @@ def make_chunk_denoiser(
     step_callback: StepCallback | None = None,
 ) -> DenoiseChunk:
     """The ``denoise_chunk(index, kernel)`` callable KCLG runs at inference (``step_callback`` may
-    raise :class:`RestartChunk`)."""
+    raise :class:`RestartChunk`). A block-causal transformer's kernel tokens are computed before the
+    chunk's audio is asked for, so a live source can wait for its audio with that work done."""
     batch, channels, _, height, width = reference_latents.shape
     device, dtype = reference_latents.device, transformer.dtype
     reference_latents = reference_latents.to(dtype)
@@ -92,14 +94,18 @@ def make_chunk_denoiser(
 
     def denoise(chunk_index: int, kernel: torch.Tensor) -> torch.Tensor:
         state = None if generator is None else generator.get_state()
+        kernel = kernel.to(dtype)
+        kernel_cache = kernel_cache_for(transformer)
+        with torch.no_grad():
+            fill_kernel_cache(transformer, ChunkConditions(kernel, reference_latents, None, kernel_cache))
         while True:
             try:
-                return denoise_once(chunk_index, kernel)
+                return denoise_once(chunk_index, kernel, kernel_cache)
             except RestartChunk:
                 if state is not None:
                     generator.set_state(state)
 
-    def denoise_once(chunk_index: int, kernel: torch.Tensor) -> torch.Tensor:
+    def denoise_once(chunk_index: int, kernel: torch.Tensor, kernel_cache) -> torch.Tensor:
         frames = plan.chunk_frames_for(chunk_index)
         if settings.window_noise:  # drawn for [kernel | chunk]; the kernel positions are overwritten
             noise = randn_tensor((batch, channels, kernel.shape[2] + frames, height, width), generator=generator,
@@ -110,8 +116,8 @@ def make_chunk_denoiser(
         windows = window_audio_windows if whole_window_audio else chunk_audio_windows
         features = windows(audio, plan, chunk_index).to(device=device, dtype=dtype)
         conditions = ChunkConditions(
-            kernel=kernel.to(dtype), reference_latents=reference_latents,
-            audio_features=features.expand(batch, *features.shape[1:]), kernel_cache=kernel_cache_for(transformer),
+            kernel=kernel, reference_latents=reference_latents,
+            audio_features=features.expand(batch, *features.shape[1:]), kernel_cache=kernel_cache,
         )
         if settings.sampler == "distilled":
             with torch.no_grad():

@@ -8,10 +8,11 @@ freezes. Frames are decoded one latent frame at a time (a ``"decoded"`` plan, So
 loop, decodes whole windows) and come out with their timestamps and the 16 kHz audio they play.
 An interrupt abandons the chunk being denoised (:class:`asymk_core.generation.RestartChunk`).
 
-Real time (``realtime=True``): a worker thread starts chunk ``c`` at ``t0 + c * D - lead`` (``D``
-the chunk duration, ``lead`` the measured time to a chunk's first frame plus a margin), so speech is
-shown ``D + lead`` plus the encoder's look-ahead after it arrives, and :meth:`frames` releases each
-frame at ``t0 + pts``. Otherwise chunks are generated on demand, as fast as possible; when all
+Real time (``realtime=True``): a worker thread plans chunk ``c``'s audio at ``t0 + c * D - lead``
+(``D`` the chunk duration, ``lead`` the measured time from planning to a chunk's first frame plus a
+margin), so speech is shown ``D + lead`` plus the encoder's look-ahead after it arrives, and
+:meth:`frames` releases each frame at ``t0 + pts``. What needs no audio (a block-causal model's
+kernel tokens) is computed before that wait. Otherwise chunks are generated on demand, as fast as possible; when all
 the audio is pushed before the first frame is asked for and :meth:`end` is called, the frames equal
 those of ``AsymKPipeline.stream`` with the same generator.
 """
@@ -57,15 +58,18 @@ class LiveFrame:
         return (self.image * 255.0).round().astype(np.uint8)
 
 
-class _LockedAudio:
-    """The timeline seen by the chunk denoiser, planning under the session's lock."""
+class _SessionStopped(Exception):
+    """Raised out of the chunk loop when the session closes, or runs out of audio, before a chunk is planned."""
 
-    def __init__(self, timeline: LiveAudioTimeline, lock: threading.Lock):
-        self.timeline, self.lock = timeline, lock
+
+class _SessionAudio:
+    """The audio source the chunk denoiser sees: :meth:`LiveSession._plan_chunk`."""
+
+    def __init__(self, session: "LiveSession"):
+        self.session = session
 
     def windows(self, start_frame: int, num_frames: int) -> torch.Tensor:
-        with self.lock:
-            return self.timeline.windows(start_frame, num_frames)
+        return self.session._plan_chunk(start_frame, num_frames)
 
 
 class LiveSession:
@@ -109,7 +113,7 @@ class LiveSession:
         # A "decoded" plan (SoulX-FlashHead's loop) decodes each window whole, so its chunks come decoded.
         self._decoded_windows = self.plan.kernel_source == "decoded"
         self._chunks = generate_chunks(transformer, vae, scheduler, reference_latents,
-                                       _LockedAudio(self.timeline, self._lock), self.plan, sampling,
+                                       _SessionAudio(self), self.plan, sampling,
                                        generator=generator, decode=self._decoded_windows,
                                        step_callback=self._on_step, colour_reference=colour_reference,
                                        colour_correction=colour_correction)
@@ -124,7 +128,7 @@ class LiveSession:
         self._next_chunk = 0
         self._denoising: int | None = None  # the chunk being denoised, which an interrupt abandons
         self._abandon = False
-        self._restarted_at: float | None = None
+        self._planned_at: float | None = None  # clock time the chunk being made was (last) planned
         self._mute_before = 0  # frames before this index made after an interrupt play silence
         self._finished = False  # every frame of the stream has been generated (after end())
         self._closed = False
@@ -243,18 +247,13 @@ class LiveSession:
     # ------------------------------------------------------------------------------- generation
     def _generate_chunk(self) -> None:
         """Plan, denoise and decode the next chunk, queueing its frames as they are decoded."""
-        with self._lock:
-            if self.timeline.ended and not self.timeline.pending:
-                self._finished = True  # everything pushed has been shown
-                return
-        with self._lock:
-            self._denoising, self._abandon, self._restarted_at = self._next_chunk, False, None
-        started = self.clock()
-        made = next(self._chunks)  # plans this chunk's audio (under the lock) before drawing noise
+        try:
+            made = next(self._chunks)  # waits in _plan_chunk (real time), then plans this chunk's audio
+        except _SessionStopped:
+            return
         with self._lock:
             self._denoising = None
-            if self._restarted_at is not None:  # abandoned by an interrupt: timed from the new start
-                started = self._restarted_at
+            started = self._planned_at  # after an interrupt's restart: the new start
         first, stop = self.plan.video_range(made.chunk.index if self._decoded_windows else made.index)
         with self._lock:
             sources = list(self.timeline.plan(first, stop - first))
@@ -292,12 +291,35 @@ class LiveSession:
         self.stats["chunk_seconds"] = seconds if self.stats["chunks"] == 1 else \
             0.8 * self.stats["chunk_seconds"] + 0.2 * seconds
 
+    def _plan_chunk(self, start_frame: int, num_frames: int) -> torch.Tensor:
+        """The chunk denoiser's audio: in real time, wait until the next chunk is due to start, then
+        plan its frames (under the lock) and mark it as being denoised. Raises
+        :class:`_SessionStopped` when the session closed or everything pushed was shown."""
+        if self.realtime:
+            self._wait_for_start()
+        with self._lock:
+            if self._closed or (self.timeline.ended and not self.timeline.pending):
+                self._finished = not self._closed  # everything pushed has been shown
+                raise _SessionStopped
+            self._denoising, self._abandon, self._planned_at = self._next_chunk, False, self.clock()
+            return self.timeline.windows(start_frame, num_frames)
+
+    def _wait_for_start(self) -> None:
+        """Sleep until ``t0 + (first frame time of the next chunk) - lead`` (recomputed on every wake:
+        ``t0`` moves on after a stall, ``lead`` with each chunk); no wait before the first frame."""
+        while not self._closed and self.t0 is not None:
+            left = self.t0 + self._chunk_time(self._next_chunk) - self.lead_seconds - self.clock()
+            if left <= 0:
+                return
+            self._wake.wait(min(0.05, left))
+            self._wake.clear()
+
     def _on_step(self, chunk_index: int, step: int, num_steps: int, latents) -> None:
         """After each denoising step: restart the chunk if an interrupt abandoned it; after the last
         one the chunk is committed (an interrupt from then on leaves it be)."""
         with self._lock:
             if self._abandon:
-                self._abandon, self._restarted_at = False, self.clock()
+                self._abandon = False
                 raise RestartChunk
             if step == num_steps - 1:
                 self._denoising = None
@@ -320,8 +342,10 @@ class LiveSession:
 
     @property
     def lead_seconds(self) -> float:
-        """How long before its presentation time a chunk is started: first-frame time x 1.25 + 40 ms."""
-        return 1.25 * (self._first_frame_seconds or self.chunk_seconds) + 0.04
+        """How long before its presentation time a chunk is planned: the time from planning to a
+        chunk's first frame (a running estimate that follows slow chunks at once and fast ones
+        slowly) + 40 ms, one frame of the usual jitter at 25 fps."""
+        return (self._first_frame_seconds or self.chunk_seconds) + 0.04
 
     @property
     def latency_seconds(self) -> float:
@@ -343,14 +367,6 @@ class LiveSession:
         try:
             with torch.no_grad():
                 while not self._closed and not self._finished:
-                    if self.t0 is not None:
-                        start_at = self.t0 + self._chunk_time(self._next_chunk) - self.lead_seconds
-                        while not self._closed and self.clock() < start_at:
-                            self._wake.wait(min(0.05, max(0.0, start_at - self.clock())))
-                            self._wake.clear()
-                            start_at = self.t0 + self._chunk_time(self._next_chunk) - self.lead_seconds
-                        if self._closed:
-                            break
                     self._generate_chunk()
         except BaseException as error:  # handed to the reader, which raises it
             self._error = error

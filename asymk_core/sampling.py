@@ -30,6 +30,18 @@ def kernel_cache_for(transformer) -> KernelCache | None:
     return None
 
 
+def fill_kernel_cache(transformer, conditions: "ChunkConditions") -> None:
+    """Fill ``conditions.kernel_cache`` from the kernel frames alone (clean, time 0, no audio: what
+    block-causal kernel tokens see), so the chunk's transformer calls all skip the kernel tokens.
+    Needs only the kernel and the reference latents, not the chunk's audio. No-op without a cache."""
+    cache, kernel = conditions.kernel_cache, conditions.kernel
+    if cache is None or cache.filled:
+        return
+    tau = kernel.shape[2]
+    timestep = torch.zeros(kernel.shape[0], tau, device=kernel.device)
+    transformer(kernel, timestep, conditions.reference_latents[:, :, :tau], None, kernel_frames=tau, kernel_cache=cache)
+
+
 def own_scheduler(scheduler):
     """A scheduler of the same class and config with state of its own (timesteps, step index), so one
     pipeline can render from several threads: ``set_timesteps`` and ``step`` mutate the scheduler."""

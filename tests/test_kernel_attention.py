@@ -97,3 +97,42 @@ def test_a_block_causal_pipeline_renders_the_same_with_and_without_the_cache(mon
     monkeypatch.setattr(generation, "kernel_cache_for", lambda transformer: None)
     uncached = pipe(generator=torch.Generator().manual_seed(3), **kwargs).frames
     assert cached.shape == uncached.shape and abs(cached - uncached).max() < 1e-5
+
+
+@torch.no_grad()
+def test_the_chunk_denoiser_computes_the_kernel_tokens_before_asking_for_audio(monkeypatch):
+    """A live source may wait for its audio: by then the kernel tokens are done, and every
+    denoising call processes the chunk tokens only, with the output of uncached sampling."""
+    from asymk_talker.asymk_core import generation
+    from asymk_talker.asymk_core.generation import SamplingSettings, make_chunk_denoiser
+    from asymk_talker.asymk_core.kclg import ChunkPlan
+
+    _, causal = _models()
+    config = causal.config
+    plan = ChunkPlan(4 * N * 3, N, TAU, 4)
+    reference = torch.randn(1, config.latent_channels, TAU + N, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    kernel = torch.randn(1, config.latent_channels, TAU, SIZE, SIZE, generator=torch.Generator().manual_seed(6))
+    features = torch.randn(4 * N, config.audio_window, config.audio_layers, config.audio_dim,
+                           generator=torch.Generator().manual_seed(7))
+    events = []
+
+    class Audio:
+        def windows(self, start, count):
+            events.append("audio")
+            return features[:count]
+
+    def record(module, args, kwargs):  # frames given, and whether the kernel tokens were already cached
+        events.append((args[0].shape[2], kwargs["kernel_cache"].filled))
+
+    handle = causal.register_forward_pre_hook(record, with_kwargs=True)
+    settings = SamplingSettings(sampler="distilled", num_inference_steps=3)
+    try:
+        cached = make_chunk_denoiser(causal, None, reference, Audio(), plan, settings,
+                                     torch.Generator().manual_seed(1))(1, kernel)
+    finally:
+        handle.remove()
+    assert events == [(TAU, False), "audio"] + [(TAU + N, True)] * 3
+    monkeypatch.setattr(generation, "kernel_cache_for", lambda transformer: None)
+    expected = make_chunk_denoiser(causal, None, reference, Audio(), plan, settings,
+                                   torch.Generator().manual_seed(1))(1, kernel)
+    torch.testing.assert_close(cached, expected, rtol=1e-4, atol=1e-5)

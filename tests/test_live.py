@@ -220,3 +220,44 @@ def test_interrupt_keeps_the_audio_of_a_chunk_already_being_generated(tiny_pipe,
     assert all(source.utterance is not None for source in sources)
     assert np.array_equal(played, audio[: played.size])  # the lips and their sound stay together
     assert not any(source.utterance for source in timeline.plan(CHUNK, CHUNK))  # and the rest is dropped
+
+
+def test_realtime_chunks_are_planned_when_due_with_their_kernel_tokens_computed_before(portrait_array, speech):
+    """In real time a chunk's audio is planned no earlier than ``t0 + (its first frame's time) - lead``,
+    and a block-causal model's kernel tokens for it are computed before that wait, not after."""
+    import time
+
+    from asymk_talker.asymk_core.models.transformer import AsymKTransformer
+
+    pipe = AsymKPipeline.from_preset("tiny", seed=0)
+    causal = AsymKTransformer.from_preset("tiny", kernel_attention="block_causal")
+    causal.load_state_dict(pipe.transformer.state_dict())
+    pipe.register_modules(transformer=causal.eval())
+    pipe.set_progress_bar_config(disable=True)
+    events = []
+
+    def record(module, args, kwargs):
+        events.append(("kernel" if not kwargs["kernel_cache"].filled else "chunk", time.monotonic()))
+
+    handle = causal.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with live_session(pipe, portrait_array, realtime=True, num_inference_steps=2) as live:
+            plans = []
+            windows = live.timeline.windows
+
+            def planned(start, count):
+                plans.append((time.monotonic(), start / live.fps, live.t0, live.lead_seconds))
+                events.append(("plan", plans[-1][0]))
+                return windows(start, count)
+
+            live.timeline.windows = planned
+            live.push(speech(2.0), SAMPLE_RATE)
+            frames = list(itertools.islice(live.frames(timeout=60), 4 * CHUNK))
+    finally:
+        handle.remove()
+    assert [frame.index for frame in frames] == list(range(4 * CHUNK))
+    for when, first_frame_time, t0, lead in plans[1:]:
+        assert when >= t0 + first_frame_time - lead - 1e-3
+    names = [name for name, _ in events]
+    per_chunk = ["kernel", "plan", "chunk", "chunk"]
+    assert names[: 4 * len(per_chunk)] == per_chunk * 4

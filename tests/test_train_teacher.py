@@ -41,6 +41,20 @@ def test_config_loading_and_overrides(tmp_path):
     assert isinstance(merged, Config)
 
 
+def test_a_pretrained_transformer_takes_architecture_overrides(tmp_path):
+    """Warm-starting with ``model.transformer_overrides`` (e.g. block-causal kernel attention) keeps the weights."""
+    from asymk_talker.asymk_core.models.transformer import AsymKTransformer
+
+    source = AsymKTransformer.from_preset("tiny")
+    source.save_pretrained(tmp_path / "transformer")
+    config = deep_merge(teacher.DEFAULTS, load_config(TINY, [f"model.transformer={tmp_path / 'transformer'}",
+                                                             "model.transformer_overrides.kernel_attention=block_causal"]))
+    transformer = teacher.build_components(config)[0]["transformer"]
+    assert transformer.config.kernel_attention == "block_causal"
+    for (name, value), (_, expected) in zip(transformer.state_dict().items(), source.state_dict().items()):
+        assert torch.equal(value, expected), name
+
+
 @pytest.fixture(scope="module")
 def tiny_setup():
     config = deep_merge(teacher.DEFAULTS, load_config(TINY))

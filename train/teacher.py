@@ -63,7 +63,7 @@ DEFAULTS: dict = {
         "pipeline": None,             # init every component from a pipeline folder instead
         "vae": None,                  # AutoencoderKLWan folder (train/vae.py output or a Wan VAE)
         "transformer": None,          # transformer folder to initialise from (e.g. converted Wan weights)
-        "transformer_overrides": {},  # AsymKTransformer config overrides on top of the preset
+        "transformer_overrides": {},  # AsymKTransformer config overrides on the preset or on `transformer`
         "gradient_checkpointing": False,
         "attention_backend": None,    # e.g. "xformers", "flash"
     },
@@ -135,8 +135,9 @@ def build_components(config: Config) -> tuple[dict, dict]:
             components["transformer"] = AsymKTransformer.from_preset(model.preset, **model.transformer_overrides)
     if model.get("vae"):
         components["vae"] = AutoencoderKLWan.from_pretrained(model.vae)
-    if model.get("transformer"):
-        components["transformer"] = AsymKTransformer.from_pretrained(model.transformer)
+    if model.get("transformer"):  # the overrides change the architecture options, not the weights' shapes
+        components["transformer"] = AsymKTransformer.from_pretrained(model.transformer,
+                                                                     **(model.get("transformer_overrides") or {}))
     for name in ("vae", "audio_encoder"):
         components[name].requires_grad_(False).eval()
     check_components_match(components)

@@ -28,8 +28,9 @@ class KernelCache:
     self-attention, and the model output on the kernel frames ``[B, C, tau, h, w]``.
 
     Create an empty one per chunk and pass it to every transformer call of that chunk: the first
-    call fills it, the others reuse it. Only valid while the kernel, the reference latents and the
-    batch stay the same.
+    call fills it, the others reuse it. A call on the kernel frames alone fills it too
+    (:func:`asymk_core.sampling.fill_kernel_cache`), which a sampler can make before the chunk's
+    audio is known. Only valid while the kernel, the reference latents and the batch stay the same.
     """
 
     layers: list = field(default_factory=list)
@@ -80,9 +81,9 @@ class BlockCausalAttnProcessor:
         if cache_slot:  # chunk tokens only; the kernel's keys/values come from the cache
             out = self._attend(query, torch.cat([cache_slot["key"], key], 1), torch.cat([cache_slot["value"], value], 1))
         else:
-            kernel = self._attend(query[:, :kernel_tokens], key[:, :kernel_tokens], value[:, :kernel_tokens])
-            chunk = self._attend(query[:, kernel_tokens:], key, value)
-            out = torch.cat([kernel, chunk], dim=1)
+            out = self._attend(query[:, :kernel_tokens], key[:, :kernel_tokens], value[:, :kernel_tokens])
+            if query.shape[1] > kernel_tokens:  # else a kernel-only call (see KernelCache)
+                out = torch.cat([out, self._attend(query[:, kernel_tokens:], key, value)], dim=1)
             if cache_slot is not None:
                 cache_slot.update(key=key[:, :kernel_tokens], value=value[:, :kernel_tokens])
         out = out.flatten(2, 3).type_as(query)
