@@ -131,8 +131,9 @@ async def drive_page(debug_port: int, files: dict | None = None, start: str = "m
     raise AssertionError(f"frames did not keep arriving: {status}")
 
 
-def run_browser(tmp_path, wav, **scenario) -> dict:
-    pipe = AsymKPipeline.from_preset("tiny", seed=0)
+def run_browser(tmp_path, wav, pipe=None, **scenario) -> dict:
+    if pipe is None:
+        pipe = AsymKPipeline.from_preset("tiny", seed=0)
     pipe.set_progress_bar_config(disable=True)
     port, debug_port = free_port(), free_port()
     with ServerThread(pipe, port):
@@ -172,4 +173,29 @@ def test_page_reports_a_bad_portrait_then_streams_an_audio_file(tmp_path, speech
     not_an_image.write_text("this is not an image")
     result = run_browser(tmp_path, wav, files={"audio-file": wav, "upload": not_an_image}, start="stream-file")
     assert result["errors"] == ["`portrait`: the upload is not an image. Fix: upload a PNG, JPEG or WebP portrait."]
+    check_frames_were_drawn(result)
+
+
+def test_page_streams_a_converted_flashhead_folder(tmp_path, speech):
+    """The page with a converted SoulX-FlashHead folder (tiny random weights in its key layout): its
+    loop decodes whole windows and its wav2vec2 features follow each utterance."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from flashhead_reference import (flashhead_state_dict, original_wan_vae, save_flashhead_folder, tiny_config,
+                                     tiny_wav2vec2)
+
+    from asymk_talker.pipelines.convert_flashhead import convert_flashhead
+
+    config = tiny_config()
+    folder = save_flashhead_folder(tmp_path / "Model_Pro", config, flashhead_state_dict(config))
+    vae, _ = original_wan_vae(tmp_path)
+    model = convert_flashhead(folder, vae, tiny_wav2vec2(tmp_path / "wav2vec2"), tmp_path / "model",
+                              audio_layers=2, audio_dim=8)
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, speech(8.0, sample_rate=48000))
+    pipe = AsymKPipeline.from_pretrained(model)
+    pipe.register_to_config(height=64, width=64)  # the folder's default is FlashHead's 512 x 512
+    result = run_browser(tmp_path, wav, pipe=pipe)
     check_frames_were_drawn(result)
