@@ -12,9 +12,9 @@ Real time (``realtime=True``): a worker thread plans chunk ``c``'s audio at ``t0
 (``D`` the chunk duration, ``lead`` the measured time from planning to a chunk's first frame plus a
 margin), so speech is shown ``D + lead`` plus the encoder's look-ahead after it arrives, and
 :meth:`frames` releases each frame at ``t0 + pts``. What needs no audio (a block-causal model's
-kernel tokens) is computed before that wait. Otherwise chunks are generated on demand, as fast as possible; when all
-the audio is pushed before the first frame is asked for and :meth:`end` is called, the frames equal
-those of ``AsymKPipeline.stream`` with the same generator.
+kernel tokens) is computed before that wait. Otherwise chunks are generated on demand, as fast as
+possible; when all the audio is pushed before the first frame is asked for and :meth:`end` is
+called, the frames equal those of ``AsymKPipeline.stream`` with the same generator.
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ class LiveSession:
     def lead_seconds(self) -> float:
         """How long before its presentation time a chunk is planned: the time from planning to a
         chunk's first frame (a running estimate that follows slow chunks at once and fast ones
-        slowly) + 40 ms, one frame of the usual jitter at 25 fps."""
+        slowly) + a 40 ms margin."""
         return (self._first_frame_seconds or self.chunk_seconds) + 0.04
 
     @property
