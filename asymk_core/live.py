@@ -342,10 +342,10 @@ class LiveSession:
 
     @property
     def lead_seconds(self) -> float:
-        """How long before its presentation time a chunk is planned: the time from planning to a
-        chunk's first frame (a running estimate that follows slow chunks at once and fast ones
-        slowly) + a 40 ms margin."""
-        return (self._first_frame_seconds or self.chunk_seconds) + 0.04
+        """How long before its presentation time a chunk is planned: 1.25 x the time from planning
+        to a chunk's first frame (a running estimate that follows slow chunks at once and fast ones
+        slowly) + 40 ms. Without the 1.25 a busy 2-core CPU stalled nearly twice as often."""
+        return 1.25 * (self._first_frame_seconds or self.chunk_seconds) + 0.04
 
     @property
     def latency_seconds(self) -> float:
