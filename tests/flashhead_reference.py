@@ -137,6 +137,17 @@ def tiny_wav2vec2(folder: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------- the forward
+def converted_tiny_folder(root: Path) -> Path:
+    """A converted pipeline folder from tiny random weights in FlashHead's layout (its Wan VAE and wav2vec2 too)."""
+    from asymk_talker.pipelines.convert_flashhead import convert_flashhead
+
+    config = tiny_config()
+    folder = save_flashhead_folder(root / "Model_Pro", config, flashhead_state_dict(config))
+    vae, _ = original_wan_vae(root)
+    return convert_flashhead(folder, vae, tiny_wav2vec2(root / "wav2vec2"), root / "model", audio_layers=2,
+                             audio_dim=8)
+
+
 def _rms(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 

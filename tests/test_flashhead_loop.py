@@ -16,9 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flashhead_reference import (  # noqa: E402
-    flashhead_state_dict, original_wan_vae, save_flashhead_folder, tiny_config, tiny_wav2vec2,
-)
+from flashhead_reference import converted_tiny_folder  # noqa: E402
 
 from asymk_talker.asymk_core.colour import lab_to_srgb, match_colours, srgb_to_lab  # noqa: E402
 from asymk_talker.asymk_core.kclg import ChunkPlan  # noqa: E402
@@ -71,16 +69,9 @@ def test_colour_correction():
 
 @pytest.fixture(scope="module")
 def converted_pipeline(tmp_path_factory):
-    from asymk_talker.pipelines.convert_flashhead import convert_flashhead
     from asymk_talker.pipelines.pipeline_asymk import AsymKPipeline
 
-    root = tmp_path_factory.mktemp("fh-loop")
-    config = tiny_config()
-    folder = save_flashhead_folder(root / "Model_Pro", config, flashhead_state_dict(config))
-    vae, _ = original_wan_vae(root)
-    out = convert_flashhead(folder, vae, tiny_wav2vec2(root / "wav2vec2"), root / "model", audio_layers=2,
-                            audio_dim=8)
-    pipe = AsymKPipeline.from_pretrained(out)
+    pipe = AsymKPipeline.from_pretrained(converted_tiny_folder(tmp_path_factory.mktemp("fh-loop")))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -183,16 +183,9 @@ def test_page_streams_a_converted_flashhead_folder(tmp_path, speech):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from flashhead_reference import (flashhead_state_dict, original_wan_vae, save_flashhead_folder, tiny_config,
-                                     tiny_wav2vec2)
+    from flashhead_reference import converted_tiny_folder
 
-    from asymk_talker.pipelines.convert_flashhead import convert_flashhead
-
-    config = tiny_config()
-    folder = save_flashhead_folder(tmp_path / "Model_Pro", config, flashhead_state_dict(config))
-    vae, _ = original_wan_vae(tmp_path)
-    model = convert_flashhead(folder, vae, tiny_wav2vec2(tmp_path / "wav2vec2"), tmp_path / "model",
-                              audio_layers=2, audio_dim=8)
+    model = converted_tiny_folder(tmp_path)
     wav = tmp_path / "speech.wav"
     write_wav(wav, speech(8.0, sample_rate=48000))
     pipe = AsymKPipeline.from_pretrained(model)

@@ -130,7 +130,7 @@ def build_components(config: Config) -> tuple[dict, dict]:
         components, pipeline_config = load_pipeline_parts(model.pipeline)
     else:
         components, pipeline_config = preset_components(model.preset, seed=int(config.seed))
-        if model.get("transformer_overrides"):
+        if model.get("transformer_overrides") and not model.get("transformer"):  # else applied when loading it
             torch.manual_seed(int(config.seed))
             components["transformer"] = AsymKTransformer.from_preset(model.preset, **model.transformer_overrides)
     if model.get("vae"):
