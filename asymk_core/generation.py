@@ -148,14 +148,22 @@ def to_frames(video: torch.Tensor) -> torch.Tensor:
 
 def decode_chunks(
     vae, chunks: Iterator[Chunk], initial_kernel: torch.Tensor, plan: ChunkPlan,
-    decoder: StreamingDecoder | None = None,
+    decoder: StreamingDecoder | None = None, window_codec: WindowCodec | None = None,
 ) -> Iterator[VideoChunk]:
     """Seamlessly decode generated chunks in order; the initial kernel is decoded first as context.
 
     ``decoder``: a :class:`StreamingDecoder` to use (and keep updating), e.g. one restored with
     ``set_state`` to continue a stream; when it has already decoded something, the initial kernel
-    is not decoded again.
+    is not decoded again. A ``"decoded"`` plan decodes each chunk's window on its own with
+    ``window_codec`` (a :class:`asymk_core.window_kernel.WindowCodec`; one without colour
+    correction when not given).
     """
+    if plan.kernel_source == "decoded":
+        codec = window_codec or WindowCodec(vae, plan)
+        for chunk in chunks:
+            start, _ = plan.video_range(chunk.index)
+            yield VideoChunk(chunk=chunk, frames=to_frames(codec.shown_frames(chunk)), start_frame=start)
+        return
     if decoder is None:
         decoder = StreamingDecoder(vae)
     if not decoder.started:
@@ -240,12 +248,10 @@ def generate_chunks(
         codec = window_codec or WindowCodec(vae, plan, colour_reference, colour_correction)
         chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, start_chunk=start_chunk,
                              make_kernel=codec.next_kernel, initial_kernel_frames=plan.kernel_frames_for(start_chunk))
-        for chunk in chunks:
-            if not decode:
-                yield chunk
-                continue
-            start, _ = plan.video_range(chunk.index)
-            yield VideoChunk(chunk=chunk, frames=to_frames(codec.shown_frames(chunk)), start_frame=start)
+        if not decode:
+            yield from chunks
+            return
+        yield from decode_chunks(vae, chunks, first_kernel, plan, window_codec=codec)
         return
     chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, start_chunk=start_chunk,
                          initial_kernel_frames=plan.kernel_frames_for(start_chunk))

@@ -157,25 +157,35 @@ def initial_kernel(reference_latents: torch.Tensor, plan: ChunkPlan) -> torch.Te
     return reference_latents[:, :, : plan.kernel_frames_for(0)]
 
 
-def split_chunks(latents: torch.Tensor, initial: torch.Tensor, plan: ChunkPlan) -> Iterator[Chunk]:
-    """Generated latents ``[B, C, num_chunks * chunk_frames, h, w]`` (chunks concatenated in order)
-    -> the :class:`Chunk` objects KCLG produced, for decoding latents that were stored (e.g. as a
-    ComfyUI LATENT) instead of streamed."""
-    if plan.kernel_source != "latents":
-        raise input_error("latents", "kernels re-encoded from decoded frames are not part of the latents",
-                          "decode while generating (decode=True) for a 'decoded' kernel source")
+def split_chunks(latents: torch.Tensor, initial: torch.Tensor, plan: ChunkPlan,
+                 kernels: torch.Tensor | None = None) -> Iterator[Chunk]:
+    """Generated latents ``[B, C, n, h, w]`` (chunks concatenated in order) -> the :class:`Chunk`
+    objects KCLG produced, for decoding latents that were stored (e.g. as a ComfyUI LATENT) instead
+    of streamed. ``initial``: chunk 0's kernel. A ``"decoded"`` plan's later kernels are re-encoded
+    frames, not part of the latents: pass them as ``kernels`` ``[B, C, (num_chunks - 1) * kernel_frames,
+    h, w]`` (each chunk's :attr:`Chunk.kernel` after the first, in order)."""
     expected = sum(plan.chunk_frames_for(index) for index in range(plan.num_chunks))
     if latents.ndim != 5 or latents.shape[2] != expected:
         raise input_error("latents", f"expected [B, C, {expected}, h, w] latents for {plan.num_chunks} chunks of "
                           f"{plan.chunk_frames} frames, got shape {tuple(latents.shape)}",
                           "pass the latents produced by the AsymK chunk loop for this plan")
+    if plan.kernel_source == "decoded":
+        count = (plan.num_chunks - 1) * plan.kernel_frames
+        if kernels is None or kernels.ndim != 5 or kernels.shape[2] != count:
+            got = None if kernels is None else tuple(kernels.shape)
+            raise input_error("kernels", f"a 'decoded' plan needs the {count} re-encoded kernel frames of chunks "
+                              f"1..{plan.num_chunks - 1}, got {got}",
+                              "pass the kernels stored with the latents (each chunk's Chunk.kernel after the first)")
     kernel, start = initial, 0
     for index in range(plan.num_chunks):
         stop = start + plan.chunk_frames_for(index)
         chunk_latents = latents[:, :, start:stop]
         start = stop
         yield Chunk(index=index, kernel=kernel, latents=chunk_latents)
-        kernel = next_kernel(kernel, chunk_latents, plan.kernel_frames)
+        if plan.kernel_source == "decoded":
+            kernel = kernels[:, :, index * plan.kernel_frames: (index + 1) * plan.kernel_frames]
+        else:
+            kernel = next_kernel(kernel, chunk_latents, plan.kernel_frames)
 
 
 def chunk_audio_windows(audio, plan: ChunkPlan, chunk_index: int) -> torch.Tensor:

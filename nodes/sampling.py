@@ -1,7 +1,8 @@
 """AsymK Chunk Loop Sampler (KCLG), AsymK Decode and AsymK Render Video (streaming to mp4).
 
 The sampler and Render Video drive a render session (:meth:`AsymKPipeline.prepare`, the one path
-the pipeline and the CLI use); Decode runs the same seamless streaming decode on stored latents.
+the pipeline and the CLI use); Decode runs the same decode on stored latents (seamless streaming,
+or window by window for a model that re-encodes its kernels from decoded frames).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..asymk_core.face_crop import PasteBack, even_size, paste_back_chunks
 from ..asymk_core.generation import decode_chunks
 from ..asymk_core.kclg import ChunkPlan, split_chunks
 from ..asymk_core.video_io import write_chunks
+from ..asymk_core.window_kernel import WindowCodec
 from .common import (
     CATEGORY,
     AsymKAudioType,
@@ -75,14 +77,12 @@ class AsymKChunkLoopSampler(io.ComfyNode):
         session = prepare_session(model, reference, audio_features, seed, steps, chunk_frames, kernel_frames,
                                   guidance, sampler)
         plan = session.plan
-        if plan.kernel_source != "latents" or plan.first_kernel_frames is not None:
-            raise input_error("pipeline", "this model's chunks are decoded window by window (its kernels are "
-                              "re-encoded frames), so its latents cannot be decoded as one stream",
-                              "use AsymK Render Video (streaming) for this model")
         progress = StepProgress(plan.num_chunks, session.settings.num_inference_steps)
-        pieces = []
+        pieces, kernels = [], []
         for chunk in session.chunks(decode=False, step_callback=progress):
             pieces.append(chunk.latents.float().cpu())
+            if chunk.index and plan.kernel_source == "decoded":  # re-encoded frames: not in the latents
+                kernels.append(chunk.kernel.float().cpu())
             progress.chunk_done(chunk.index)
         latent = {
             "samples": torch.cat(pieces, dim=2),
@@ -93,6 +93,14 @@ class AsymKChunkLoopSampler(io.ComfyNode):
             "asymk_temporal_factor": plan.temporal_factor,
             "asymk_fps": session.settings.fps,
         }
+        if plan.kernel_source == "decoded":  # each window is decoded on its own, colour-corrected
+            latent.update({
+                "asymk_kernel_source": plan.kernel_source,
+                "asymk_first_kernel_frames": plan.first_kernel_frames,
+                "asymk_kernels": torch.cat(kernels, dim=2) if kernels else session.initial_kernel[:, :, :0].float().cpu(),
+                "asymk_colour_reference": None if session.image is None else session.image.float().cpu(),
+                "asymk_colour_correction": float(session.settings.colour_correction),
+            })
         return io.NodeOutput(latent)
 
 
@@ -127,13 +135,25 @@ class AsymKDecode(io.ComfyNode):
                               "connect the output of AsymK Chunk Loop Sampler")
         pipe = model.ready()
         plan = ChunkPlan(int(latent["asymk_num_frames"]), int(latent["asymk_chunk_frames"]),
-                         int(latent["asymk_kernel_frames"]), int(latent["asymk_temporal_factor"]))
+                         int(latent["asymk_kernel_frames"]), int(latent["asymk_temporal_factor"]),
+                         first_kernel_frames=latent.get("asymk_first_kernel_frames"),
+                         kernel_source=latent.get("asymk_kernel_source", "latents"))
         device, dtype = pipe.transformer.device, pipe.transformer.dtype
         kernel = latent["asymk_initial_kernel"].to(device=device, dtype=dtype)
-        chunks = split_chunks(latent["samples"].to(device=device, dtype=dtype), kernel, plan)
+        codec = kernels = None
+        if plan.kernel_source == "decoded":
+            if "asymk_kernels" not in latent:
+                raise input_error("latent", "this LATENT of a model with re-encoded kernels has no asymk_kernels",
+                                  "connect the output of AsymK Chunk Loop Sampler")
+            kernels = latent.get("asymk_kernels")
+            kernels = None if kernels is None else kernels.to(device=device, dtype=dtype)
+            colour = latent.get("asymk_colour_reference")
+            codec = WindowCodec(pipe.vae, plan, None if colour is None else colour.to(pipe.vae.device),
+                                float(latent.get("asymk_colour_correction", 0.0)))
+        chunks = split_chunks(latent["samples"].to(device=device, dtype=dtype), kernel, plan, kernels)
         bar = comfy.utils.ProgressBar(plan.num_chunks)
         pieces = []
-        for decoded in decode_chunks(pipe.vae, chunks, kernel, plan):
+        for decoded in decode_chunks(pipe.vae, chunks, kernel, plan, window_codec=codec):
             pieces.append(comfy_image_to_frames(decoded.frames[0]))
             bar.update(1)
             comfy.model_management.throw_exception_if_processing_interrupted()

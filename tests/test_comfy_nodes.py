@@ -614,8 +614,9 @@ def test_talking_head_thumbnail_is_a_frame_of_the_shipped_models_output():
 
 
 def test_converted_flashhead_model_renders_in_comfyui(comfy, models_dir, speech, tmp_path):
-    """A converted SoulX-FlashHead folder (tiny random weights): Render Video works; the latent-only
-    sampler refuses, since the model's chunks are decoded window by window."""
+    """A converted SoulX-FlashHead folder (tiny random weights): Render Video works, and so does the
+    sampler + Decode path: its LATENT carries the re-encoded kernels, and Decode gives exactly the
+    frames of a decoding render (window by window, colour-corrected)."""
     from flashhead_reference import (flashhead_state_dict, original_wan_vae, save_flashhead_folder, tiny_config,
                                      tiny_wav2vec2)
 
@@ -637,5 +638,18 @@ def test_converted_flashhead_model_renders_in_comfyui(comfy, models_dir, speech,
     saved = output.ui.as_dict()["images"][0]
     info = probe_video(Path(comfy.folder_paths.get_output_directory()) / "video" / saved["filename"])
     assert info["num_frames"] == 37 and (info["width"], info["height"]) == (32, 32)
-    with pytest.raises(ValueError, match="Render Video"):
-        run_node(comfy.nodes["AsymKChunkLoopSampler"], pipeline=loaded, reference=reference, audio_features=features)
+
+    latent = run_node(comfy.nodes["AsymKChunkLoopSampler"], pipeline=loaded, reference=reference,
+                      audio_features=features, seed=5)[0]
+    assert latent["asymk_kernel_source"] == "decoded" and latent["asymk_colour_correction"] == 1.0
+    assert latent["asymk_kernels"].shape[2] == 2  # chunk 1's kernel: 2 re-encoded latent frames
+    images, fps = run_node(comfy.nodes["AsymKDecode"], pipeline=loaded, latent=latent).args
+    assert images.shape == (37, 32, 32, 3) and fps == 25.0
+
+    from asymk_talker.nodes.common import prepare_session
+    session = prepare_session(loaded, reference, features, 5, 0, 0, 0, 0.0, "auto")
+    rendered = torch.cat([chunk.frames[0] for chunk in session.chunks(decode=True)], dim=0)
+    torch.testing.assert_close(images, rendered, rtol=0, atol=1e-6)
+    stale = dict(latent, asymk_kernels=latent["asymk_kernels"][:, :, :1])
+    with pytest.raises(ValueError, match="kernels"):
+        run_node(comfy.nodes["AsymKDecode"], pipeline=loaded, latent=stale)
