@@ -34,6 +34,7 @@ from .audio_flashhead import FlashHeadLiveWindows, uses_flashhead_audio
 from .generation import RestartChunk, SamplingSettings, generate_chunks, to_frames
 from .kclg import ChunkPlan, initial_kernel
 from .live_audio import FeatureWindows, FrameSource, LiveAudioTimeline
+from .openmp import release_idle_team
 from .vae import StreamingDecoder, temporal_factor
 
 ENDLESS_FRAMES = 1 << 60  # a live stream's plan has no end in practice
@@ -138,6 +139,8 @@ class LiveSession:
         self._first_frame_seconds: float | None = None  # time from a chunk's start to its first frame
         self.stats = {"frames": 0, "speaking_frames": 0, "late_frames": 0, "stalls": 0, "dropped_frames": 0,
                       "chunks": 0, "chunk_seconds": 0.0, "audio_seconds_pushed": 0.0, "audio_samples_out": 0}
+        if self.realtime:  # this thread is done with the model for now; the worker generates (see .openmp)
+            release_idle_team()
 
     # ------------------------------------------------------------------------------------ input
     def push(self, pcm, sample_rate: int) -> None:
@@ -360,6 +363,8 @@ class LiveSession:
 
     def _start_worker(self) -> None:
         if self._worker is None:
+            # The reading thread's idle OpenMP threads would halve the worker's speed (see .openmp).
+            release_idle_team()
             self._worker = threading.Thread(target=self._run_worker, name="asymk-live", daemon=True)
             self._worker.start()
 
