@@ -62,6 +62,7 @@ def run(args) -> int:
     import torch
     from aiohttp import web
 
+    from ..asymk_core.openmp import release_idle_team
     from .main import load_pipeline
 
     if args.threads:
@@ -78,6 +79,7 @@ def run(args) -> int:
     limits = ServerLimits(max_sessions=args.max_sessions, max_upload_bytes=int(args.max_upload_mb * 1e6),
                           idle_timeout=args.idle_timeout)
     server = LiveServer(pipe, limits, seed=args.seed)
+    release_idle_team()  # loading ran here; the sessions' workers generate (asymk_core.openmp)
     print(f"asymk-talker serve: open http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     web.run_app(server.app(), host=args.host, port=args.port, print=None)
     return 0
