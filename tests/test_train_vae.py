@@ -146,6 +146,14 @@ def test_vae_eval_scores_streamed_reconstructions_against_ground_truth(tmp_path)
     assert mean["sync_pearson"] < mean["sync_pearson_ground_truth"] - 0.3
     assert mean["psnr"] < 20 and mean["psnr_steady"] is not None
     assert report["worst"]["region_error"] > 10 and report["clips"][0]["fidelity"]["flagged"]  # untrained: wrong colours
+    assert 0.6 < mean["latent_seam_ratio_ground_truth"] < 1.4 and mean["latent_seam_ratio"] > 0
+
+    steps = np.zeros((9, 4, 4, 3), np.uint8)
+    steps[1:5], steps[5:] = 40, 80  # still within a latent frame, a jump between them
+    assert vae_eval.latent_seam_ratio(steps, 4) > 1e3  # nothing moves inside a latent frame
+    steps[2:5] += np.arange(1, 4, dtype=np.uint8)[:, None, None, None]
+    assert 5 < vae_eval.latent_seam_ratio(steps, 4) < 1e3
+    assert vae_eval.latent_seam_ratio(np.cumsum(np.ones_like(steps), axis=0, dtype=np.uint8), 4) == pytest.approx(1.0)  # even motion
     again = vae_eval.evaluate_vae(vae, clips=1, seconds=2.4, size=32)["mean"]
     assert mean.pop("decode_ms_per_frame") > 0 and again.pop("decode_ms_per_frame") > 0  # wall time
     assert again == mean

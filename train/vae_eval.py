@@ -7,7 +7,8 @@ renders: lip sync of the reconstruction (probe mouth opening vs the true track, 
 distance to the portrait, PSNR over all frames and per segment of the clip. No generator can sync
 better than its VAE reconstructs the mouth, so ``sync_pearson`` here is the ceiling for the teacher
 and the student. ``psnr_steady`` (frames from 2 s on) shows whether the causal decoder holds up past
-the clip length it was trained on. ``fidelity`` is the windowed absolute report of
+the clip length it was trained on. ``latent_seam_ratio`` is the jump between latent frames, the
+floor of every model's chunk seams. ``fidelity`` is the windowed absolute report of
 ``asymk_core.eval.fidelity`` (PSNR, per-region colour error against the ground truth, identity
 distance next to the ground truth's, per window from the first second on); ``--variety wide``
 scores identities of the wide appearance distribution::
@@ -28,7 +29,7 @@ import torch
 
 from ..asymk_core.errors import input_error
 from ..asymk_core.eval.fidelity import fidelity_report, format_fidelity, region_masks, region_means
-from ..asymk_core.eval.metrics import evaluate_frames
+from ..asymk_core.eval.metrics import boundary_ratio, evaluate_frames, frame_differences
 from ..asymk_core.eval.probe import load_probe
 from ..asymk_core.synthetic.corpus import random_sample
 from ..asymk_core.vae import StreamingDecoder, encode_video, temporal_factor
@@ -40,6 +41,16 @@ STEADY_FROM_S = 2.0  # frames from here on are past every training clip length o
 def _frames_uint8(video: torch.Tensor) -> np.ndarray:
     """``[3, F, H, W]`` in [-1, 1] -> ``[F, H, W, 3]`` uint8."""
     return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
+
+
+def latent_seam_ratio(frames: np.ndarray, temporal: int) -> float | None:
+    """Frame difference across the boundaries of the causal VAE's latent frames / inside them
+    (:func:`asymk_core.eval.metrics.boundary_ratio`). Encoder latent ``i >= 1`` covers frames
+    ``r i - r + 1 .. r i``, so the pairs ``(r i, r i + 1)`` cross a boundary. The ground truth gives
+    about 1; a decoder that moves within a latent frame less than between them gives more, and
+    every chunk boundary is also such a boundary, which makes this the floor of a model's chunk seams."""
+    differences = frame_differences(frames)
+    return boundary_ratio(differences, np.arange(len(differences)) % temporal == 0)["ratio"]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,8 +72,9 @@ def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0
     """Metrics of ``clips`` held-out clips of ``seconds`` each; ``{"clips": [...], "mean": {...}}``.
 
     Each clip row also has ``fidelity`` (the windowed report), ``region_error_worst`` (8-bit levels,
-    worst region and window), ``psnr_worst_window`` and ``decode_ms_per_frame`` (encode + streamed
-    decode, wall time per frame on this machine).
+    worst region and window), ``psnr_worst_window``, ``latent_seam_ratio`` (and the ground truth's:
+    :func:`latent_seam_ratio`) and ``decode_ms_per_frame`` (encode + streamed decode, wall time per
+    frame on this machine).
     """
     if clips < 1:
         raise input_error("clips", f"got {clips}", "evaluate at least one clip")
@@ -98,6 +110,8 @@ def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0
             "psnr_worst_window": fidelity["worst"]["psnr"],
             "region_error_worst": fidelity["worst"].get("region_error"),
             "identity_distance_ground_truth": truth_scored["identity"]["mean"],
+            "latent_seam_ratio": latent_seam_ratio(recon, factor),
+            "latent_seam_ratio_ground_truth": latent_seam_ratio(truth, factor),
             "decode_ms_per_frame": 1000.0 * elapsed / num_frames,
             "fidelity": fidelity,
         })
