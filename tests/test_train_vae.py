@@ -41,7 +41,7 @@ def test_loss_terms_and_overfit_fixed_batch():
     losses = []
     for _ in range(25):
         parts = vae_train.vae_loss(model, video, config.loss, torch.Generator().manual_seed(0))
-        assert set(parts) == {"loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1"}
+        assert set(parts) == {"loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1", "seam"}
         optimizer.zero_grad()
         parts["loss"].backward()
         optimizer.step()
@@ -290,3 +290,25 @@ def test_decoder_only_run_keeps_the_encoder_and_its_latent_statistics(tmp_path):
     assert trained.config.latents_std == [1.5, 0.5, 2.0, 1.0]
     record = json.loads((out / "logs" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["region_colour"] > 0 and record["region_l1"] > 0
+
+
+def test_seam_loss_sees_only_jumps_across_latent_frame_boundaries():
+    """seam_loss: zero for a perfect reconstruction or an error that moves only inside latent frames;
+    positive for a jump at the boundaries, which it finds after a context (first boundary 3) and
+    without one (first boundary 0, after latent 0's single frame)."""
+    from asymk_talker.train import vae as vae_train
+
+    truth = torch.linspace(0, 1, 17).view(1, 1, 17, 1, 1).expand(1, 3, 17, 4, 4).contiguous()
+    assert float(vae_train.seam_loss(truth, truth, 0)) == 0.0
+    stepped = truth.clone()
+    for start in range(1, 17, 4):  # latent i >= 1 covers frames 4i-3 .. 4i: still inside, jump between
+        stepped[:, :, start:start + 4] = truth[:, :, start:start + 1]
+    assert float(vae_train.seam_loss(stepped, truth, 0)) > 0.1
+    inside = truth.clone()
+    inside[:, :, 2:4] += 0.05  # moves inside latent 1 only: its boundary pairs (0, 1) and (4, 5) unchanged
+    assert float(vae_train.seam_loss(inside, truth, 0)) == pytest.approx(0.0, abs=1e-7)
+    segment = stepped[:, :, 1:]  # after a context: frames 0-3 are one latent frame, pairs (3, 4), ...
+    across = float(vae_train.seam_loss(segment, truth[:, :, 1:], 3))
+    assert across == pytest.approx(3 / 16, rel=1e-4)  # a jump of 4 steps where the truth moves 1
+    assert float(vae_train.seam_loss(segment, truth[:, :, 1:], 1)) == pytest.approx(1 / 16, rel=1e-4)  # inside: still
+    assert float(vae_train.seam_loss(truth[:, :, :2], truth[:, :, :2], 3)) == 0.0  # no boundary pair

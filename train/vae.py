@@ -6,12 +6,14 @@ train seeds only) and reconstructed through the sampled posterior. Loss::
 
     l1 * |x - x^| + mse * (x - x^)^2 + edge * |grad x - grad x^| + kl * KL(q(z|x) || N(0, I))
     + region_colour * |mean_r x - mean_r x^| + region_l1 * mean_r |x - x^|
+    + seam * |d_t x - d_t x^| over the frame pairs across latent-frame boundaries
 
 (means over elements; the edge term is the L1 of spatial and temporal finite differences, it keeps
 mouth and eye contours sharp). The two region terms use the renderer's region labels (background,
 clothes, skin, hair, mouth) and weigh every region present in a frame equally, whatever its area:
 plain L1/MSE are dominated by the background, and let the decoder get the colour of a thin shirt or
-a strip of hair tens of levels wrong (see :func:`region_losses`).
+a strip of hair tens of levels wrong (see :func:`region_losses`). The seam term weighs the frame
+differences across latent-frame boundaries, where a causal decoder jumps (see :func:`seam_loss`).
 
 Decoder only. ``train.trainable: decoder`` freezes the encoder (and ``quant_conv``): the latents, and
 so every teacher and student trained on them, stay valid, and the saved VAE keeps the pretrained
@@ -76,7 +78,7 @@ DEFAULTS: dict = {
              "num_identities": None, "epoch_size": 10000, "variety": "classic", "colour_jitter": 0.0,
              "context_frames_max": 0, "no_context_probability": 0.2},
     "loss": {"l1": 1.0, "mse": 1.0, "edge": 0.5, "motion": 0.0, "kl": 1.0e-4, "region_colour": 0.0,
-             "region_l1": 0.0},
+             "region_l1": 0.0, "seam": 0.0},
     # trainable: "all", or "decoder" (encoder and quant_conv frozen; see the module docstring)
     "train": {"trainable": "all", "max_steps": 1000, "learning_rate": 5.0e-4, "weight_decay": 0.0, "adam_betas": [0.9, 0.99],
               "warmup_steps": 50, "lr_scheduler": "constant_with_warmup", "max_grad_norm": 1.0,
@@ -144,7 +146,7 @@ def draw_context_frames(rng: np.random.Generator, context_frames_max: int, no_co
     return 1 + 4 * int(rng.integers(0, (context_frames_max - 1) // 4 + 1))
 
 
-LOSS_TERMS = ("loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1")
+LOSS_TERMS = ("loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1", "seam")
 LOSS_REGIONS = tuple(REGIONS[name] for name in REGION_NAMES)  # the regions the fidelity metrics score
 TRAINABLE = ("all", "decoder")
 
@@ -173,6 +175,21 @@ def motion_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     weight = (y - y.mean(dim=2, keepdim=True)).abs().mean(dim=1, keepdim=True)
     normaliser = torch.clamp(weight.sum(), min=1e-3 * weight.numel()) * x.shape[1]
     return (weight * (x - y).abs()).sum() / normaliser
+
+
+def seam_loss(x: torch.Tensor, y: torch.Tensor, first_boundary: int, temporal: int = 4) -> torch.Tensor:
+    """L1 between the frame differences of ``[B, C, T, H, W]`` videos ``x`` and ``y`` across the
+    boundaries of the causal VAE's latent frames only: the pairs ``(j, j + 1)`` with
+    ``j = first_boundary + temporal * i``. A decoder that moves less inside a latent frame than
+    between two of them shows a jump every ``temporal`` frames (every chunk boundary is one); the
+    temporal part of :func:`edge_loss` weighs those pairs like all others. Zero without such a pair.
+    """
+    if first_boundary >= x.shape[2] - 1:
+        return x.new_zeros(())
+    pairs = torch.arange(first_boundary, x.shape[2] - 1, temporal, device=x.device)
+    across_x = x.index_select(2, pairs + 1) - x.index_select(2, pairs)
+    across_y = y.index_select(2, pairs + 1) - y.index_select(2, pairs)
+    return (across_x - across_y).abs().mean()
 
 
 def region_losses(x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,7 +294,7 @@ def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Gener
     """Losses of one batch; ``model`` is a :class:`Reconstructor` (possibly wrapped); only the frames
     after ``context_frames`` are reconstructed and scored. ``labels`` ``[B, F, H, W]``: region codes
     of ``video``'s frames, needed by a non-zero ``region_colour`` / ``region_l1`` weight. Returns
-    ``{"loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1"}``."""
+    ``{"loss", "l1", "mse", "edge", "motion", "kl", "region_colour", "region_l1", "seam"}``."""
     reconstruction, mean, logvar = model(video, generator, context_frames)
     video = video[:, :, context_frames:]
     if labels is not None:
@@ -294,6 +311,8 @@ def vae_loss(model, video: torch.Tensor, weights: Config, generator: torch.Gener
         "kl": gaussian_kl(mean, logvar),
         "region_colour": region_colour,
         "region_l1": region_l1,
+        # after a context the segment starts on a latent frame of 4; without one, frame 0 is latent 0's
+        "seam": seam_loss(reconstruction, video, 3 if context_frames else 0),
     }
     parts["loss"] = sum(float(weights.get(k, 0.0) or 0.0) * v for k, v in parts.items())
     return parts
