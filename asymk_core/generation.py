@@ -15,7 +15,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .audio_flashhead import uses_flashhead_audio
 from .errors import input_error
-from .kclg import Chunk, ChunkPlan, DenoiseChunk, chunk_audio_windows, initial_kernel, kclg_chunks, window_audio_windows
+from .kclg import (Chunk, ChunkPlan, DenoiseChunk, chunk_audio_windows, initial_kernel, kclg_chunks,
+                   split_chunks, window_audio_windows)
 from .sampling import (
     ChunkConditions,
     fill_kernel_cache,
@@ -172,6 +173,21 @@ def decode_chunks(
         start, stop = plan.video_range(chunk.index)
         video = decoder.decode(chunk.latents)[:, :, : stop - start]
         yield VideoChunk(chunk=chunk, frames=to_frames(video), start_frame=start)
+
+
+def decode_stored_chunks(
+    vae, latents: torch.Tensor, initial_kernel: torch.Tensor, plan: ChunkPlan, kernels: torch.Tensor | None = None,
+    colour_reference: torch.Tensor | None = None, colour_correction: float = 0.0,
+) -> Iterator[VideoChunk]:
+    """Decode latents that were stored instead of streamed (chunks concatenated, as
+    :func:`asymk_core.kclg.split_chunks` takes them) exactly as :func:`generate_chunks` decodes
+    them: seamlessly, or for a ``"decoded"`` plan window by window from the stored re-encoded
+    ``kernels``, colour-corrected towards ``colour_reference`` with ``colour_correction``."""
+    codec = None
+    if plan.kernel_source == "decoded":
+        codec = WindowCodec(vae, plan, colour_reference, colour_correction)
+    yield from decode_chunks(vae, split_chunks(latents, initial_kernel, plan, kernels), initial_kernel, plan,
+                             window_codec=codec)
 
 
 @torch.no_grad()

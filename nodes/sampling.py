@@ -19,10 +19,9 @@ from comfy_api.latest import InputImpl, io, ui
 from ..asymk_core.audio import SAMPLE_RATE
 from ..asymk_core.errors import input_error
 from ..asymk_core.face_crop import PasteBack, even_size, paste_back_chunks
-from ..asymk_core.generation import decode_chunks
-from ..asymk_core.kclg import ChunkPlan, split_chunks
+from ..asymk_core.generation import decode_stored_chunks
+from ..asymk_core.kclg import ChunkPlan
 from ..asymk_core.video_io import write_chunks
-from ..asymk_core.window_kernel import WindowCodec
 from .common import (
     CATEGORY,
     AsymKAudioType,
@@ -140,20 +139,18 @@ class AsymKDecode(io.ComfyNode):
                          kernel_source=latent.get("asymk_kernel_source", "latents"))
         device, dtype = pipe.transformer.device, pipe.transformer.dtype
         kernel = latent["asymk_initial_kernel"].to(device=device, dtype=dtype)
-        codec = kernels = None
+        kernels = colour = None
         if plan.kernel_source == "decoded":
-            if "asymk_kernels" not in latent:
+            if latent.get("asymk_kernels") is None:
                 raise input_error("latent", "this LATENT of a model with re-encoded kernels has no asymk_kernels",
                                   "connect the output of AsymK Chunk Loop Sampler")
-            kernels = latent.get("asymk_kernels")
-            kernels = None if kernels is None else kernels.to(device=device, dtype=dtype)
+            kernels = latent["asymk_kernels"].to(device=device, dtype=dtype)
             colour = latent.get("asymk_colour_reference")
-            codec = WindowCodec(pipe.vae, plan, None if colour is None else colour.to(pipe.vae.device),
-                                float(latent.get("asymk_colour_correction", 0.0)))
-        chunks = split_chunks(latent["samples"].to(device=device, dtype=dtype), kernel, plan, kernels)
+            colour = None if colour is None else colour.to(pipe.vae.device)
         bar = comfy.utils.ProgressBar(plan.num_chunks)
         pieces = []
-        for decoded in decode_chunks(pipe.vae, chunks, kernel, plan, window_codec=codec):
+        for decoded in decode_stored_chunks(pipe.vae, latent["samples"].to(device=device, dtype=dtype), kernel, plan,
+                                            kernels, colour, float(latent.get("asymk_colour_correction", 0.0))):
             pieces.append(comfy_image_to_frames(decoded.frames[0]))
             bar.update(1)
             comfy.model_management.throw_exception_if_processing_interrupted()
