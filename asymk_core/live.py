@@ -6,7 +6,9 @@ without an end: each chunk is planned from the speech pushed so far
 (silence features: a closed mouth and the model's own idle motion) fill the gaps, so the video never
 freezes. Frames are decoded one latent frame at a time (a ``"decoded"`` plan, SoulX-FlashHead's
 loop, decodes whole windows) and come out with their timestamps and the 16 kHz audio they play.
-An interrupt abandons the chunk being denoised (:class:`asymk_core.generation.RestartChunk`).
+An interrupt abandons the chunk being denoised (:class:`asymk_core.generation.RestartChunk`), or
+takes back a speaking chunk already made but not yet shown: the loop goes back to that chunk's
+kernel, generator and decoder state and makes it again, idle.
 
 Real time (``realtime=True``): a worker thread plans chunk ``c``'s audio at ``t0 + c * D - lead``
 (``D`` the chunk duration, ``lead`` the measured time from planning to a chunk's first frame plus a
@@ -63,6 +65,21 @@ class _SessionStopped(Exception):
     """Raised out of the chunk loop when the session closes, or runs out of audio, before a chunk is planned."""
 
 
+class _Revoked(Exception):
+    """Raised out of the chunk loop when an interrupt took back the chunk made last (see :meth:`LiveSession.interrupt`)."""
+
+
+@dataclass
+class _RollbackPoint:
+    """What remaking chunk ``index`` needs: its motion kernel, the generator state before its noise,
+    and the streaming decoder's state before its frames (``None`` for a ``"decoded"`` plan)."""
+
+    index: int
+    kernel: torch.Tensor
+    generator_state: torch.Tensor | None
+    decoder_state: dict | None
+
+
 class _SessionAudio:
     """The audio source the chunk denoiser sees: :meth:`LiveSession._plan_chunk`."""
 
@@ -113,11 +130,13 @@ class LiveSession:
         self._wake = threading.Event()
         # A "decoded" plan (SoulX-FlashHead's loop) decodes each window whole, so its chunks come decoded.
         self._decoded_windows = self.plan.kernel_source == "decoded"
-        self._chunks = generate_chunks(transformer, vae, scheduler, reference_latents,
-                                       _SessionAudio(self), self.plan, sampling,
-                                       generator=generator, decode=self._decoded_windows,
-                                       step_callback=self._on_step, colour_reference=colour_reference,
-                                       colour_correction=colour_correction)
+        self._generator = generator
+        self._loop_arguments = dict(transformer=transformer, vae=vae, scheduler=scheduler,
+                                    reference_latents=reference_latents, audio=_SessionAudio(self), plan=self.plan,
+                                    settings=sampling, generator=generator, decode=self._decoded_windows,
+                                    step_callback=self._on_step, colour_reference=colour_reference,
+                                    colour_correction=colour_correction)
+        self._chunks = generate_chunks(**self._loop_arguments)
         self._decoder = None
         if not self._decoded_windows:
             self._decoder = StreamingDecoder(vae)
@@ -129,6 +148,11 @@ class LiveSession:
         self._next_chunk = 0
         self._denoising: int | None = None  # the chunk being denoised, which an interrupt abandons
         self._abandon = False
+        self._planned_chunk = -1  # the last chunk whose audio was planned
+        self._planned_speaking = False  # whether that chunk shows speech
+        self._taken = -1  # index of the last frame handed to the reader
+        self._revoke: int | None = None  # a chunk made but not shown, taken back by an interrupt
+        self._rollback: _RollbackPoint | None = None  # how to make the last chunk again
         self._planned_at: float | None = None  # clock time the chunk being made was (last) planned
         self._mute_before = 0  # frames before this index made after an interrupt play silence
         self._finished = False  # every frame of the stream has been generated (after end())
@@ -167,19 +191,36 @@ class LiveSession:
     def interrupt(self) -> None:
         """Stop talking now: the queued speech is dropped, the frames still to be shown from it play
         silence (so the voice stops at once), and the face is idle from the first chunk not yet
-        decoded: a chunk still being denoised is abandoned and generated again, idle."""
+        shown: a chunk still being denoised is abandoned and generated again, idle, and a speaking
+        chunk already made whose frames have not started playing is taken back and made again, idle
+        (from its own kernel, noise and decoder state). So the face is idle within one chunk."""
         with self._lock:
             self._check_open("interrupt")
             self._resamplers.clear()
             self._rate = None
-            abandon = self._denoising is not None
-            self._abandon = self._abandon or abandon
-            first = self.plan.video_range(self._denoising if abandon else self._next_chunk)[0]
-            planned_end = self.timeline.interrupt(first, keep_planned=not abandon)
+            revoke = self._revocable()
+            if revoke is not None:
+                self._revoke, self._planned_speaking = revoke, False
+                first = self.plan.video_range(revoke)[0]
+                planned_end = self.timeline.interrupt(first, keep_planned=False)
+                self._queue = deque(frame for frame in self._queue if frame.index < first)
+            else:
+                abandon = self._denoising is not None
+                self._abandon = self._abandon or abandon
+                first = self.plan.video_range(self._denoising if abandon else self._next_chunk)[0]
+                planned_end = self.timeline.interrupt(first, keep_planned=not abandon)
             self._mute_before = max(self._mute_before, planned_end)
             for frame in self._queue:
                 frame.audio = np.zeros_like(frame.audio)
         self._wake.set()
+
+    def _revocable(self) -> int | None:
+        """The chunk an interrupt can take back (under the lock): the last one planned, when it is
+        committed (denoised), shows speech, and none of its frames has been handed out."""
+        chunk = self._planned_chunk
+        if chunk < 0 or self._denoising is not None or not self._planned_speaking or self._finished:
+            return None
+        return chunk if self._taken < self.plan.video_range(chunk)[0] else None
 
     def end(self) -> None:
         """No more speech: the stream finishes with what was pushed (its last frame is the last one
@@ -222,7 +263,7 @@ class LiveSession:
         if not self.realtime:
             while not self._queue and not self._finished and not self._closed:
                 self._generate_chunk()
-            return self._queue.popleft() if self._queue else None
+            return self._take() if self._queue else None
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:
             while not self._queue:
@@ -234,7 +275,12 @@ class LiveSession:
                 if left is not None and left <= 0:
                     raise TimeoutError(f"no live frame within {timeout:g} s")
                 self._ready.wait(left if left is not None else 0.5)
-            return self._queue.popleft()
+            return self._take()
+
+    def _take(self) -> LiveFrame:
+        frame = self._queue.popleft()
+        self._taken = frame.index
+        return frame
 
     def _pace(self, frame: LiveFrame) -> None:
         due = self.t0 + frame.pts
@@ -250,23 +296,36 @@ class LiveSession:
     # ------------------------------------------------------------------------------- generation
     def _generate_chunk(self) -> None:
         """Plan, denoise and decode the next chunk, queueing its frames as they are decoded."""
+        if self._revoke is not None:  # taken back between two calls (not in real time)
+            self._roll_back()
+        generator_state = None if self._generator is None else self._generator.get_state()
         try:
             made = next(self._chunks)  # waits in _plan_chunk (real time), then plans this chunk's audio
         except _SessionStopped:
             return
+        except _Revoked:  # while waiting to plan the next chunk
+            self._roll_back()
+            return
+        chunk = made.chunk if self._decoded_windows else made
+        self._rollback = _RollbackPoint(chunk.index, chunk.kernel, generator_state,
+                                        None if self._decoder is None else self._decoder.get_state())
         with self._lock:
             self._denoising = None
             started = self._planned_at  # after an interrupt's restart: the new start
-        first, stop = self.plan.video_range(made.chunk.index if self._decoded_windows else made.index)
+        first, stop = self.plan.video_range(chunk.index)
         with self._lock:
             sources = list(self.timeline.plan(first, stop - first))
         frame, first_piece = first, True
         pieces = [made.frames] if self._decoded_windows else \
             (to_frames(video) for video in self._decoder.decode_frames(made.latents))
         for piece in pieces:
+            if self._revoke is not None:
+                break
             images = piece[0].cpu().numpy()  # [f, H, W, 3]
-            produced = []
-            with self._lock:
+            with self._ready:
+                if self._revoke is not None:
+                    break
+                piece_start = frame
                 for image in images:
                     source: FrameSource = sources[frame - first]
                     if source.padding:
@@ -275,24 +334,45 @@ class LiveSession:
                     audio, pushed_at = self.timeline.frame_audio(source, frame)
                     if frame < self._mute_before:
                         audio = np.zeros_like(audio)
-                    produced.append(LiveFrame(frame, frame / self.fps, image, audio, source.utterance is not None,
-                                              pushed_at))
+                    self._queue.append(LiveFrame(frame, frame / self.fps, image, audio,
+                                                 source.utterance is not None, pushed_at))
                     frame += 1
-            self._enqueue(produced)
+                if frame > piece_start:
+                    self._bound_queue()
             if first_piece:
                 self._note_first_frame(self.clock() - started)
                 first_piece = False
             if self._finished:
                 break
         with self._lock:
-            self._next_chunk += 1
-            # A "decoded" window starts with the frames of its kernel, which keep their sources.
-            self.timeline.release(self.plan.window_video_start(self._next_chunk) if self._decoded_windows
-                                  else self.plan.video_range(self._next_chunk)[0])
+            revoked = self._revoke is not None
+            if not revoked:
+                self._next_chunk += 1
+                # Forget what the chunks before this one needed; this one's needs are kept, for an
+                # interrupt may take it back. A "decoded" window starts with the frames of its kernel.
+                self.timeline.release(self.plan.window_video_start(chunk.index) if self._decoded_windows else first)
+        if revoked:
+            self._roll_back()
+            return
         seconds = self.clock() - started
         self.stats["chunks"] += 1
         self.stats["chunk_seconds"] = seconds if self.stats["chunks"] == 1 else \
             0.8 * self.stats["chunk_seconds"] + 0.2 * seconds
+
+    def _roll_back(self) -> None:
+        """Make the chunk an interrupt took back again: restart the chunk loop at it, from the kernel,
+        generator state and decoder state it was first made with."""
+        point = self._rollback
+        if point is None or point.index != self._revoke:
+            raise RuntimeError(f"cannot take back chunk {self._revoke}: no rollback point for it")
+        self._chunks.close()
+        if point.generator_state is not None:
+            self._generator.set_state(point.generator_state)
+        if point.decoder_state is not None:
+            self._decoder.set_state(point.decoder_state)
+        self._chunks = generate_chunks(**self._loop_arguments, start_chunk=point.index, kernel=point.kernel)
+        with self._lock:
+            self._next_chunk, self._planned_chunk, self._revoke = point.index, point.index - 1, None
 
     def _plan_chunk(self, start_frame: int, num_frames: int) -> torch.Tensor:
         """The chunk denoiser's audio: in real time, wait until the next chunk is due to start, then
@@ -304,13 +384,22 @@ class LiveSession:
             if self._closed or (self.timeline.ended and not self.timeline.pending):
                 self._finished = not self._closed  # everything pushed has been shown
                 raise _SessionStopped
+            if self._revoke is not None:
+                raise _Revoked
             self._denoising, self._abandon, self._planned_at = self._next_chunk, False, self.clock()
-            return self.timeline.windows(start_frame, num_frames)
+            windows = self.timeline.windows(start_frame, num_frames)
+            self._planned_chunk = self._next_chunk
+            first, stop = self.plan.video_range(self._next_chunk)
+            self._planned_speaking = any(source.utterance is not None and not source.padding
+                                         for source in self.timeline.sources(first, stop - first))
+            return windows
 
     def _wait_for_start(self) -> None:
         """Sleep until ``t0 + (first frame time of the next chunk) - lead`` (recomputed on every wake:
         ``t0`` moves on after a stall, ``lead`` with each chunk); no wait before the first frame."""
         while not self._closed and self.t0 is not None:
+            if self._revoke is not None:
+                raise _Revoked
             left = self.t0 + self._chunk_time(self._next_chunk) - self.lead_seconds - self.clock()
             if left <= 0:
                 return
@@ -331,17 +420,15 @@ class LiveSession:
         previous = self._first_frame_seconds
         self._first_frame_seconds = seconds if previous is None else max(seconds, 0.8 * previous + 0.2 * seconds)
 
-    def _enqueue(self, produced: list[LiveFrame]) -> None:
-        if not produced:
-            return
-        with self._ready:
-            if self.t0 is None:
-                self.t0 = self.clock()
-            self._queue.extend(produced)
-            while len(self._queue) > self._max_queued:  # nobody is reading: keep memory bounded
-                self._queue.popleft()
-                self.stats["dropped_frames"] += 1
-            self._ready.notify_all()
+    def _bound_queue(self) -> None:
+        """After frames were queued (under the lock): start the clock, drop the oldest frames past
+        the bound (nobody is reading: memory stays bounded) and wake the reader."""
+        if self.t0 is None:
+            self.t0 = self.clock()
+        while len(self._queue) > self._max_queued:
+            self._queue.popleft()
+            self.stats["dropped_frames"] += 1
+        self._ready.notify_all()
 
     @property
     def lead_seconds(self) -> float:

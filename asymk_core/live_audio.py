@@ -222,6 +222,7 @@ class LiveAudioTimeline:
             rest.append(utterance.samples(max(cut, utterance.base), utterance.total), 0.0)
             rest.arrivals = deque((end - cut, when) for end, when in utterance.arrivals if end > cut) or rest.arrivals
             utterance.buffer = utterance.buffer[: max(0, cut - utterance.base)]
+            utterance.base = min(utterance.base, cut)  # samples past the cut may have been released already
         utterance.closed = True
         if rest is None or (rest.closed and rest.total < MIN_UTTERANCE_SAMPLES):
             return None

@@ -182,3 +182,36 @@ def test_live_session_with_the_flashhead_loop_idles_and_speaks_again(converted_p
         live.push(speech[8000:], 16000)
         assert any(f.speaking for f in itertools.islice(stream, 2 * 28))  # it speaks again
         assert live.timeline.planned.keys() <= {(33 + 28 * k) for k in range(6)}  # old plans are released
+
+
+def test_live_interrupt_takes_back_a_flashhead_window_made_but_not_yet_shown(converted_pipeline):
+    """Real time: a speaking window made ahead of its presentation time and taken back by an
+    interrupt is made again, idle, from its own (re-encoded) kernel and noise, so the video equals
+    that of an interrupt which came before the window was planned."""
+    import time
+
+    pipe = converted_pipeline
+    portrait = (np.random.default_rng(4).random((32, 32, 3)) * 255).astype(np.uint8)
+    speech = np.random.default_rng(5).standard_normal(16000 * 4).astype(np.float32) * 0.1
+
+    def render(after_made: bool) -> tuple[list, list]:
+        with pipe.live(portrait, height=32, width=32, generator=torch.Generator().manual_seed(0)) as live:
+            live.push(speech, 16000)
+            stream = live.frames(timeout=60)
+            frames, waiting = [next(stream)], []
+            deadline = time.monotonic() + 30
+            while after_made and not waiting and time.monotonic() < deadline:
+                with live._lock:
+                    waiting = [f.speaking for f in live._queue if f.index >= 33]
+                time.sleep(0.002)
+            live.interrupt()
+            frames += [next(stream) for _ in range(33 + 2 * 28 - 1)]
+        return frames, waiting
+
+    taken_back, waiting = render(True)
+    before, _ = render(False)
+    assert waiting and all(waiting)
+    assert [f.index for f in taken_back] == list(range(33 + 2 * 28))
+    assert not any(f.speaking or f.audio.any() for f in taken_back[33:])
+    for a, b in zip(taken_back, before):
+        np.testing.assert_array_equal(a.image, b.image)

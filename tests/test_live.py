@@ -144,6 +144,43 @@ def test_interrupt_abandons_the_chunk_being_denoised(tiny_pipe, portrait_array, 
         np.testing.assert_array_equal(a.audio, b.audio)
 
 
+@pytest.mark.parametrize("queued", [1, CHUNK])
+def test_interrupt_takes_back_a_speaking_chunk_made_but_not_yet_shown(tiny_pipe, portrait_array, speech, queued):
+    """In real time the next chunk is made ahead of its presentation time. An interrupt that comes
+    after it was made (``queued`` of its frames waiting, speaking) but before any of them is shown
+    makes it idle: it is made again from the same kernel, noise and decoder state, so the video
+    equals that of an interrupt which came before the chunk was planned."""
+    import time
+
+    audio = speech(3.0)
+
+    def render(after_made: bool) -> tuple[list, list]:
+        with live_session(tiny_pipe, portrait_array, realtime=True) as live:
+            live.push(audio, SAMPLE_RATE)
+            stream = live.frames(timeout=60)
+            frames = [next(stream)]
+            waiting = []
+            if after_made:
+                deadline = time.monotonic() + 30
+                while len(waiting) < queued and time.monotonic() < deadline:
+                    with live._lock:
+                        waiting = [frame.speaking for frame in live._queue if frame.index >= CHUNK]
+                    time.sleep(0.002)
+            live.interrupt()
+            frames += list(itertools.islice(stream, 3 * CHUNK - 1))
+        return frames, waiting
+
+    taken_back, waiting = render(True)
+    before, _ = render(False)
+    assert len(waiting) >= queued and all(waiting)  # the chunk had been made, speaking
+    assert [frame.index for frame in taken_back] == list(range(3 * CHUNK))
+    assert all(frame.speaking for frame in taken_back[:CHUNK])
+    assert not any(frame.speaking or frame.audio.any() for frame in taken_back[CHUNK:])
+    for a, b in zip(taken_back, before):
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.speaking == b.speaking
+
+
 def test_end_without_speech_stops_after_the_current_chunk(tiny_pipe, portrait_array):
     with live_session(tiny_pipe, portrait_array) as live:
         stream = live.frames()
