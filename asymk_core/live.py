@@ -309,18 +309,15 @@ class LiveSession:
         chunk = made.chunk if self._decoded_windows else made
         self._rollback = _RollbackPoint(chunk.index, chunk.kernel, generator_state,
                                         None if self._decoder is None else self._decoder.get_state())
+        first, stop = self.plan.video_range(chunk.index)
         with self._lock:
             self._denoising = None
             started = self._planned_at  # after an interrupt's restart: the new start
-        first, stop = self.plan.video_range(chunk.index)
-        with self._lock:
             sources = list(self.timeline.plan(first, stop - first))
         frame, first_piece = first, True
         pieces = [made.frames] if self._decoded_windows else \
             (to_frames(video) for video in self._decoder.decode_frames(made.latents))
         for piece in pieces:
-            if self._revoke is not None:
-                break
             images = piece[0].cpu().numpy()  # [f, H, W, 3]
             with self._ready:
                 if self._revoke is not None:
