@@ -66,18 +66,20 @@ class _SessionStopped(Exception):
 
 
 class _Revoked(Exception):
-    """Raised out of the chunk loop when an interrupt took back the chunk made last (see :meth:`LiveSession.interrupt`)."""
+    """Raised out of the chunk loop when an interrupt took back a chunk made (see :meth:`LiveSession.interrupt`)."""
 
 
 @dataclass
 class _RollbackPoint:
     """What remaking chunk ``index`` needs: its motion kernel, the generator state before its noise,
-    and the streaming decoder's state before its frames (``None`` for a ``"decoded"`` plan)."""
+    and the streaming decoder's state before its frames (``None`` for a ``"decoded"`` plan);
+    ``speaking``: whether it shows speech."""
 
     index: int
     kernel: torch.Tensor
     generator_state: torch.Tensor | None
     decoder_state: dict | None
+    speaking: bool
 
 
 class _SessionAudio:
@@ -95,8 +97,9 @@ class LiveSession:
 
     Use as a context manager (``with pipe.live(image) as live: ...``); :meth:`close` stops the
     worker. ``reference_latents``: TRE latents ``[1, C, kernel + chunk, h, w]``. ``clock``: seconds,
-    monotonic (``time.monotonic``). ``context_frames``: encoder look-ahead in 20 ms feature frames
-    (default 1, exact for the log-mel encoder; 10 for transformer encoders). ``jitter_seconds``:
+    monotonic (``time.monotonic``). ``context_frames``: audio context in 20 ms feature frames
+    (default 1 for the log-mel encoder, whose look-ahead is exact; 10 for transformer encoders, which
+    also wait for it). ``jitter_seconds``:
     arrived speech held back when an utterance starts, absorbing late blocks (default 0.04 s in
     real time, 0 otherwise).
     """
@@ -152,7 +155,10 @@ class LiveSession:
         self._planned_speaking = False  # whether that chunk shows speech
         self._taken = -1  # index of the last frame handed to the reader
         self._revoke: int | None = None  # a chunk made but not shown, taken back by an interrupt
-        self._rollback: _RollbackPoint | None = None  # how to make the last chunk again
+        # How to make again each chunk made whose first frame is not handed out yet (on a slow CPU
+        # the lead can pass a chunk's duration, so more than one is made ahead); oldest first.
+        self._rollbacks: dict[int, _RollbackPoint] = {}
+        self._max_rollbacks = -(-self._max_queued // self.frames_per_chunk) + 1
         self._planned_at: float | None = None  # clock time the chunk being made was (last) planned
         self._mute_before = 0  # frames before this index made after an interrupt play silence
         self._finished = False  # every frame of the stream has been generated (after end())
@@ -191,9 +197,10 @@ class LiveSession:
     def interrupt(self) -> None:
         """Stop talking now: the queued speech is dropped, the frames still to be shown from it play
         silence (so the voice stops at once), and the face is idle from the first chunk not yet
-        shown: a chunk still being denoised is abandoned and generated again, idle, and a speaking
-        chunk already made whose frames have not started playing is taken back and made again, idle
-        (from its own kernel, noise and decoder state). So the face is idle within one chunk."""
+        shown: a chunk still being denoised is abandoned and generated again, idle, and the first
+        speaking chunk already made whose frames have not started playing is taken back, with every
+        chunk after it, and made again, idle (from its own kernel, noise and decoder state). So the
+        face is idle within one chunk."""
         with self._lock:
             self._check_open("interrupt")
             self._resamplers.clear()
@@ -215,12 +222,15 @@ class LiveSession:
         self._wake.set()
 
     def _revocable(self) -> int | None:
-        """The chunk an interrupt can take back (under the lock): the last one planned, when it is
-        committed (denoised), shows speech, and none of its frames has been handed out."""
-        chunk = self._planned_chunk
-        if chunk < 0 or self._denoising is not None or not self._planned_speaking or self._finished:
+        """The chunk an interrupt takes back (under the lock), with every chunk after it: the first
+        one made (denoised) that shows speech and none of whose frames has been handed out."""
+        if self._finished:
             return None
-        return chunk if self._taken < self.plan.video_range(chunk)[0] else None
+        made = {index: point.speaking for index, point in self._rollbacks.items()}
+        if self._planned_chunk >= 0 and self._denoising is None:  # made, its rollback point on its way
+            made[self._planned_chunk] = self._planned_speaking
+        return next((chunk for chunk in sorted(made)
+                     if made[chunk] and self._taken < self.plan.video_range(chunk)[0]), None)
 
     def end(self) -> None:
         """No more speech: the stream finishes with what was pushed (its last frame is the last one
@@ -307,10 +317,11 @@ class LiveSession:
             self._roll_back()
             return
         chunk = made.chunk if self._decoded_windows else made
-        self._rollback = _RollbackPoint(chunk.index, chunk.kernel, generator_state,
-                                        None if self._decoder is None else self._decoder.get_state())
+        decoder_state = None if self._decoder is None else self._decoder.get_state()
         first, stop = self.plan.video_range(chunk.index)
         with self._lock:
+            self._rollbacks[chunk.index] = _RollbackPoint(chunk.index, chunk.kernel, generator_state, decoder_state,
+                                                          self._planned_speaking)
             self._denoising = None
             started = self._planned_at  # after an interrupt's restart: the new start
             sources = list(self.timeline.plan(first, stop - first))
@@ -345,9 +356,7 @@ class LiveSession:
             revoked = self._revoke is not None
             if not revoked:
                 self._next_chunk += 1
-                # Forget what the chunks before this one needed; this one's needs are kept, for an
-                # interrupt may take it back. A "decoded" window starts with the frames of its kernel.
-                self.timeline.release(self.plan.window_video_start(chunk.index) if self._decoded_windows else first)
+                self._forget_shown_chunks()
         if revoked:
             self._roll_back()
             return
@@ -356,11 +365,23 @@ class LiveSession:
         self.stats["chunk_seconds"] = seconds if self.stats["chunks"] == 1 else \
             0.8 * self.stats["chunk_seconds"] + 0.2 * seconds
 
+    def _forget_shown_chunks(self) -> None:
+        """(Under the lock, after a chunk was made.) Drop the rollback points of chunks an interrupt
+        can no longer take back (one of their frames was handed out, or more chunks are waiting than
+        the queue holds: nobody reads), and what the timeline kept for the chunks before the first
+        one left. A "decoded" window starts with the frames of its kernel."""
+        for index in sorted(self._rollbacks):
+            if self._taken >= self.plan.video_range(index)[0] or len(self._rollbacks) > self._max_rollbacks:
+                del self._rollbacks[index]
+        oldest = min(self._rollbacks, default=self._next_chunk - 1)
+        self.timeline.release(self.plan.window_video_start(oldest) if self._decoded_windows
+                              else self.plan.video_range(oldest)[0])
+
     def _roll_back(self) -> None:
-        """Make the chunk an interrupt took back again: restart the chunk loop at it, from the kernel,
-        generator state and decoder state it was first made with."""
-        point = self._rollback
-        if point is None or point.index != self._revoke:
+        """Make the chunk an interrupt took back again, and those after it: restart the chunk loop
+        at it, from the kernel, generator state and decoder state it was first made with."""
+        point = self._rollbacks.get(self._revoke)
+        if point is None:
             raise RuntimeError(f"cannot take back chunk {self._revoke}: no rollback point for it")
         self._chunks.close()
         if point.generator_state is not None:
@@ -369,7 +390,10 @@ class LiveSession:
             self._decoder.set_state(point.decoder_state)
         self._chunks = generate_chunks(**self._loop_arguments, start_chunk=point.index, kernel=point.kernel)
         with self._lock:
+            for index in [index for index in self._rollbacks if index >= point.index]:
+                del self._rollbacks[index]
             self._next_chunk, self._planned_chunk, self._revoke = point.index, point.index - 1, None
+            self._denoising, self._abandon = None, False
 
     def _plan_chunk(self, start_frame: int, num_frames: int) -> torch.Tensor:
         """The chunk denoiser's audio: in real time, wait until the next chunk is due to start, then
@@ -404,9 +428,11 @@ class LiveSession:
             self._wake.clear()
 
     def _on_step(self, chunk_index: int, step: int, num_steps: int, latents) -> None:
-        """After each denoising step: restart the chunk if an interrupt abandoned it; after the last
-        one the chunk is committed (an interrupt from then on leaves it be)."""
+        """After each denoising step: restart the chunk if an interrupt abandoned it, or leave it if
+        an interrupt took back a chunk before it; after the last step the chunk is made."""
         with self._lock:
+            if self._revoke is not None:  # an earlier chunk was taken back: this one goes too
+                raise _Revoked
             if self._abandon:
                 self._abandon = False
                 raise RestartChunk

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .audio import FEATURE_RATE, HOP_LENGTH, MIN_SECONDS, SAMPLE_RATE, encode_span, num_feature_frames, silence_features
+from .audio import (FEATURE_RATE, HOP_LENGTH, MIN_SECONDS, SAMPLE_RATE, LogMelAudioEncoder, encode_span,
+                    num_feature_frames, silence_features)
 from .kclg import audio_frame_centres, audio_window_index
 
 MIN_UTTERANCE_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
@@ -87,17 +88,25 @@ class FrameSource:
 class FeatureWindows:
     """How an utterance's samples become the transformer's audio windows: this project's layout
     (:class:`asymk_core.audio.FrameAudioFeatures`: encoder features at 50 Hz, ``window`` of them
-    around each video frame's centre). ``context_frames``: feature frames of audio the encoder needs
-    past the last one used (1 is exact for the log-mel encoder; more approximates a transformer
-    encoder's context). Another layout has the same members
+    around each video frame's centre). ``context_frames``: feature frames of audio encoded on each
+    side of those used; a transformer encoder also waits for that many past the last one (more
+    approximates its context), the log-mel encoder only for the half analysis window it reads
+    (``tail_samples``, exact). Another layout has the same members
     (:class:`asymk_core.audio_flashhead.FlashHeadLiveWindows`)."""
 
     def __init__(self, audio_encoder, feature_extractor, fps: float, window: int, context_frames: int = 1):
         self.audio_encoder, self.feature_extractor = audio_encoder, feature_extractor
         self.fps, self.window, self.context_frames = float(fps), int(window), int(context_frames)
         self.margin_samples = (self.window // 2 + self.context_frames + 2) * HOP_LENGTH  # kept before a frame
-        # audio a frame waits for past its own: the window's half width, the context, one of rounding
-        self.look_ahead_seconds = (self.window // 2 + self.context_frames + 1) * HOP_LENGTH / SAMPLE_RATE
+        # Samples read past the centre of the last feature frame used. The log-mel encoder is exact
+        # with half its analysis window (the rest of its FFT frame has zero weight, so the reflected
+        # padding at a span's end never reaches a used frame); another encoder waits for its context.
+        if isinstance(audio_encoder, LogMelAudioEncoder):
+            self.tail_samples = int(audio_encoder.config.win_length) // 2
+        else:
+            self.tail_samples = (self.context_frames + 1) * HOP_LENGTH
+        # audio a frame waits for past its centre: the window's half width and that tail
+        self.look_ahead_seconds = ((self.window // 2) * HOP_LENGTH + self.tail_samples) / SAMPLE_RATE
 
     def silence(self) -> torch.Tensor:
         """Features of digital silence ``[L, D]``: what idle frames are conditioned on."""
@@ -106,7 +115,7 @@ class FeatureWindows:
     def samples_needed(self, local_frames: int) -> int:
         """Local samples that must have arrived before local frames ``0 .. local_frames - 1`` can be made."""
         last_centre = int(audio_frame_centres([local_frames - 1], self.fps, FEATURE_RATE)[0])
-        return (last_centre + self.window // 2 + self.context_frames + 1) * HOP_LENGTH
+        return (last_centre + self.window // 2) * HOP_LENGTH + self.tail_samples
 
     def utterance_windows(self, utterance: Utterance, frames: list[int]) -> torch.Tensor | None:
         """Windows ``[n, W, L, D]`` of the utterance's local frames ``frames`` (consecutive), as an

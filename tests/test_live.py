@@ -181,6 +181,44 @@ def test_interrupt_takes_back_a_speaking_chunk_made_but_not_yet_shown(tiny_pipe,
         assert a.speaking == b.speaking
 
 
+def test_interrupt_takes_back_every_chunk_made_ahead_on_a_slow_cpu(tiny_pipe, portrait_array, speech, monkeypatch):
+    """When the lead passes a chunk's duration (a slow CPU), two speaking chunks are made before the
+    first of them is shown; an interrupt takes back both, so the face is still idle from the next chunk."""
+    import time
+
+    from asymk_talker.asymk_core.live import LiveSession
+
+    audio = speech(4.0)
+
+    def render(slow: bool) -> tuple[list, list]:
+        with monkeypatch.context() as patch:
+            if slow:
+                patch.setattr(LiveSession, "lead_seconds", property(lambda self: 2.5 * self.chunk_seconds))
+            with live_session(tiny_pipe, portrait_array, realtime=True) as live:
+                live.push(audio, SAMPLE_RATE)
+                stream = live.frames(timeout=60)
+                frames = [next(stream)]
+                waiting = []
+                deadline = time.monotonic() + 60
+                while slow and not waiting and time.monotonic() < deadline:
+                    with live._lock:
+                        waiting = [frame.speaking for frame in live._queue if frame.index >= CHUNK]
+                        if not any(frame.index >= 2 * CHUNK for frame in live._queue):
+                            waiting = []
+                    time.sleep(0.002)
+                live.interrupt()
+                frames += list(itertools.islice(stream, 4 * CHUNK - 1))
+        return frames, waiting
+
+    taken_back, waiting = render(True)
+    before, _ = render(False)
+    assert len(waiting) > CHUNK and all(waiting)  # chunk 1 whole and the start of chunk 2, speaking
+    assert [frame.index for frame in taken_back] == list(range(4 * CHUNK))
+    assert not any(frame.speaking or frame.audio.any() for frame in taken_back[CHUNK:])
+    for a, b in zip(taken_back, before):
+        np.testing.assert_array_equal(a.image, b.image)
+
+
 def test_end_without_speech_stops_after_the_current_chunk(tiny_pipe, portrait_array):
     with live_session(tiny_pipe, portrait_array) as live:
         stream = live.frames()
@@ -257,6 +295,27 @@ def test_interrupt_keeps_the_audio_of_a_chunk_already_being_generated(tiny_pipe,
     assert all(source.utterance is not None for source in sources)
     assert np.array_equal(played, audio[: played.size])  # the lips and their sound stay together
     assert not any(source.utterance for source in timeline.plan(CHUNK, CHUNK))  # and the rest is dropped
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0])
+def test_log_mel_look_ahead_is_exact(tiny_pipe, speech, fps):
+    """A frame is made as soon as its features equal the offline ones, and not one sample sooner."""
+    from asymk_talker.asymk_core.live_audio import FeatureWindows, Utterance
+
+    features = FeatureWindows(tiny_pipe.audio_encoder, None, fps, 5)
+    audio = speech(2.0)
+
+    def windows(samples, frames, closed=False):
+        utterance = Utterance(closed=closed)
+        utterance.append(samples, 0.0)
+        return features.utterance_windows(utterance, frames)
+
+    for frames in (1, 7, 12, 31):
+        need = features.samples_needed(frames)
+        offline = windows(audio, list(range(frames)), closed=True)
+        assert torch.equal(windows(audio[:need], list(range(frames))), offline)
+        assert not torch.equal(windows(audio[:need - 1], list(range(frames))), offline)
+    assert features.look_ahead_seconds == pytest.approx(0.0525)
 
 
 def test_realtime_chunks_are_planned_when_due_with_their_kernel_tokens_computed_before(portrait_array, speech):
