@@ -132,6 +132,23 @@ def test_report_and_ground_truth_evaluation(tmp_path, probe):
     assert Image.open(tmp_path / "eval.png").size[0] > 500
 
 
+def test_ground_truth_seams_are_measured_at_a_models_chunk_starts(probe):
+    """Without chunk starts the truth has no seams; with a model's, its frame changes across them
+    against those inside, exactly as ``boundary_jump`` gives them on the renders."""
+    from asymk_talker.asymk_core.eval.evaluate import evaluate_model, evaluation_clips
+    from asymk_talker.asymk_core.eval.metrics import boundary_jump
+
+    plain = evaluate_model("ground-truth", seconds=2.0, identities=2, probe=probe, progress=False)
+    assert plain["summary"].get("boundary_ratio") is None and plain["clips"][0]["chunk_starts"] == [0]
+    starts = [[0, 13, 29], [0, 16, 32]]
+    seams = evaluate_model("ground-truth", seconds=2.0, identities=2, probe=probe, progress=False, chunk_starts=starts)
+    for clip, clip_starts, result in zip(evaluation_clips("heldout", 2, 2.0), starts, seams["clips"]):
+        expected = boundary_jump(clip.sample().frames, clip_starts)["ratio"]
+        assert result["chunk_starts"] == clip_starts
+        assert result["boundary"]["ratio"] == pytest.approx(expected) and 0.3 < expected < 3.0
+    assert seams["summary"]["boundary_ratio"] == pytest.approx(np.mean([c["boundary"]["ratio"] for c in seams["clips"]]))
+
+
 def test_eval_command_on_a_saved_pipeline(tmp_path, capsys):
     pipeline = pytest.importorskip("asymk_talker.pipelines.pipeline_asymk")
     from asymk_talker.cli.main import main

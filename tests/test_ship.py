@@ -51,6 +51,8 @@ def test_ship_scores_the_teacher_at_its_own_and_the_students_step_count(student,
     rows = ship.ship(student, tmp_path / "out", teacher=student, seconds=1.0, identities=1)["rows"]
     assert list(rows) == ["student", "teacher", "teacher, 4 steps", "untrained", "ground truth"]
     assert calls[1] == (student, None) and calls[2] == (student, 4)
+    assert isinstance(rows["ground truth"]["boundary_ratio"], float)  # measured at the student's seams
+    assert all("chunk_starts" not in row for row in rows.values())
     assert "teacher, 4 steps" in (tmp_path / "out" / "README.md").read_text()
 
 

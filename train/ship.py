@@ -24,7 +24,7 @@ METRICS = (  # summary key, column title, format
     ("sync_offset", "sync offset (frames)", "{:.2f}"),
     ("identity_distance", "identity distance (lower is better)", "{:.3f}"),
     ("identity_slope_per_minute", "identity drift per minute", "{:+.4f}"),
-    ("boundary_ratio", "chunk-boundary jump ratio (1 = seamless)", "{:.2f}"),
+    ("boundary_ratio", "chunk-boundary jump ratio (1 = seamless; target <= 1.1x the ground truth's)", "{:.2f}"),
     ("psnr", "PSNR vs ground truth (dB)", "{:.1f}"),
     ("region_error_worst", "worst region colour error vs ground truth, any window (8-bit levels; target <= 4)", "{:.1f}"),
     ("portrait_error_worst", "worst background/clothes colour error vs the portrait, any window (target <= 6)", "{:.1f}"),
@@ -50,8 +50,11 @@ def untrained_like(student: Path):
     return pipe
 
 
-def score(model, *, seconds: float, identities: int, steps: int | None = None) -> dict:
-    """Held-out summary (``asymk_core.eval.metrics.summarize``) plus mean generation FPS."""
+def score(model, *, seconds: float, identities: int, steps: int | None = None,
+          chunk_starts: list[list[int]] | None = None) -> dict:
+    """Held-out summary (``asymk_core.eval.metrics.summarize``) plus mean generation FPS and, as
+    ``"chunk_starts"``, each clip's chunk start frames (pass the student's for the ground truth, so its
+    boundary ratio is measured at the same seams)."""
     from ..asymk_core.eval.evaluate import GROUND_TRUTH, evaluate_model
     from ..asymk_core.eval.probe import load_probe
     from ..pipelines.pipeline_asymk import AsymKPipeline
@@ -60,10 +63,12 @@ def score(model, *, seconds: float, identities: int, steps: int | None = None) -
     if model != GROUND_TRUTH and (isinstance(model, str) or hasattr(model, "__fspath__")):
         model, name = AsymKPipeline.from_pretrained(str(model)), str(model)
     result = evaluate_model(model, name=name, split="heldout", seconds=seconds, identities=identities,
-                            probe=load_probe(None), num_inference_steps=steps, progress=False)
+                            probe=load_probe(None), num_inference_steps=steps, progress=False,
+                            chunk_starts=chunk_starts if model == GROUND_TRUTH else None)
     summary = dict(result["summary"])
     speeds = [clip["generation_fps"] for clip in result["clips"]]
     summary["generation_fps"] = None if model == GROUND_TRUTH else sum(speeds) / len(speeds)  # nothing generated
+    summary["chunk_starts"] = [clip["chunk_starts"] for clip in result["clips"]]
     return summary
 
 
@@ -166,7 +171,10 @@ def ship(student: Path, out: Path, *, teacher: Path | None = None, seconds: floa
         rows[f"teacher, {student_steps} steps"] = score(teacher, seconds=seconds, identities=identities,
                                                        steps=student_steps)
     rows["untrained"] = score(untrained_like(student), seconds=seconds, identities=identities)
-    rows["ground truth"] = score(GROUND_TRUTH, seconds=seconds, identities=identities)
+    rows["ground truth"] = score(GROUND_TRUTH, seconds=seconds, identities=identities,
+                                 chunk_starts=rows["student"]["chunk_starts"])  # the truth at the student's seams
+    for row in rows.values():
+        row.pop("chunk_starts")
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -60,9 +60,11 @@ def generate_with_pipeline(pipe, portrait: np.ndarray, audio: np.ndarray, *, sam
 
 def evaluate_model(model, *, split: str = "heldout", seconds: float = 10.0, identities: int = 4, seed: int = 0,
                    out_dir=None, probe=None, num_inference_steps: int | None = None, name: str | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, chunk_starts: list[list[int]] | None = None) -> dict:
     """Score a model (a loaded ``AsymKPipeline``, or ``"ground-truth"``); ``name`` labels it in the
-    report (default: the class name).
+    report (default: the class name). Each clip's result holds its ``chunk_starts`` (frame indices);
+    ``chunk_starts`` (ground truth only): a model's, per clip, so the truth's frame changes are
+    measured at the same seams (without it the truth has no seams and no boundary ratio).
 
     Frame size and fps come from the pipeline config (64 px / 25 fps for ground truth). Returns
     ``{"model", "split", "summary", "clips": [...]}``; with ``out_dir`` also writes ``eval.json``
@@ -92,7 +94,7 @@ def evaluate_model(model, *, split: str = "heldout", seconds: float = 10.0, iden
         sample = clip.sample(regions=True)
         started = time.perf_counter()
         if pipe is None:
-            frames, starts = sample.frames, [0]
+            frames, starts = sample.frames, [0] if chunk_starts is None else list(chunk_starts[len(results)])
         else:
             frames, starts = generate_with_pipeline(pipe, sample.portrait, sample.audio, seed=seed,
                                                     num_inference_steps=num_inference_steps)
@@ -100,7 +102,8 @@ def evaluate_model(model, *, split: str = "heldout", seconds: float = 10.0, iden
         r = evaluate_frames(frames, sample.tracks, sample.portrait, starts, fps=fps, gt_frames=sample.frames,
                             probe=probe, gt_regions=sample.regions, portrait_regions=sample.portrait_regions)
         r.update(name=f"{clip.identity}/{clip.utterance}", identity_seed=clip.identity_seed,
-                 utterance_seed=clip.utterance_seed, generation_fps=len(frames) / max(elapsed, 1e-9))
+                 utterance_seed=clip.utterance_seed, generation_fps=len(frames) / max(elapsed, 1e-9),
+                 chunk_starts=[int(start) for start in starts])
         results.append(r)
     out = {"title": f"{name} on {split} ({identities} x {seconds:g} s)", "model": name, "split": split,
            "seconds": seconds, "identities": identities, "seed": seed, "summary": summarize(results), "clips": results}
