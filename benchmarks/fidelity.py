@@ -9,8 +9,8 @@ dropped once scored, except those of the contact sheet):
   standard window (:mod:`asymk_core.eval.fidelity`);
 * generator identities also: per-region colour error and PSNR against the ground-truth render.
 
-Writes ``fidelity.json`` and ``sheet.png`` (portrait, then frames at 0, 1, 4, 10 and 60 s; one row
-per subject) to ``--out`` and prints one line per subject::
+Writes ``fidelity.json`` and ``sheet.png`` (portrait, then frames at 0, 1, 4, 10 and 60 s, and the
+last frame of a longer video; one row per subject) to ``--out`` and prints one line per subject::
 
     python benchmarks/fidelity.py --model models/asymk-synthetic --seconds 60 --identities 2 --cartoons 3 \\
         --out benchmarks/results/fidelity
@@ -27,6 +27,11 @@ import numpy as np
 
 SHEET_TIMES = (0.0, 1.0, 4.0, 10.0, 60.0)
 PORTRAIT_WINDOW_S = 5.0
+
+
+def sheet_times(seconds: float) -> tuple[float, ...]:
+    """Contact-sheet times (s): :data:`SHEET_TIMES`, then the end of a video longer than the last."""
+    return SHEET_TIMES + ((float(seconds),) if seconds > SHEET_TIMES[-1] else ())
 
 
 def subjects(identities: int, cartoons: int, seconds: float, size: int, fps: float):
@@ -47,7 +52,7 @@ def subjects(identities: int, cartoons: int, seconds: float, size: int, fps: flo
         yield f"cartoon{i}", draw_cartoon(i, size).image, audio, None
 
 
-def score_subject(pipe, portrait, audio, sample, fps: float, seed: int = 0) -> dict:
+def score_subject(pipe, portrait, audio, sample, fps: float, seed: int = 0, times=SHEET_TIMES) -> dict:
     """Generate and score one subject; returns the report dict plus ``sheet_frames``."""
     import torch
     from PIL import Image
@@ -74,7 +79,7 @@ def score_subject(pipe, portrait, audio, sample, fps: float, seed: int = 0) -> d
             mse = ((frames.astype(np.float32) - truth) ** 2).mean(axis=(1, 2, 3)) / 255.0**2
             psnr.append(10 * np.log10(1.0 / np.maximum(mse, 1e-10)))
         total = int(chunk.num_frames)
-        for t in SHEET_TIMES:  # a time at the very end (60 s of a 60 s video) shows the last frame
+        for t in times:  # a time at the very end (60 s of a 60 s video) shows the last frame
             index = min(int(round(t * fps)), total - 1)
             if t <= total / fps and start <= index < start + len(frames):
                 sheet[t] = frames[index - start]
@@ -91,16 +96,16 @@ def score_subject(pipe, portrait, audio, sample, fps: float, seed: int = 0) -> d
             "sheet_frames": sheet}
 
 
-def write_sheet(path: Path, rows: list[tuple[str, np.ndarray, dict]], scale: int = 3) -> None:
+def write_sheet(path: Path, rows: list[tuple[str, np.ndarray, dict]], scale: int = 3, times=SHEET_TIMES) -> None:
     from PIL import Image, ImageDraw
 
     size = rows[0][1].shape[0] * scale
-    columns = 1 + len(SHEET_TIMES)
+    columns = 1 + len(times)
     sheet = Image.new("RGB", (columns * size, len(rows) * (size + 14)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for r, (name, portrait, frames) in enumerate(rows):
         y = r * (size + 14)
-        tiles = [(f"{name}: portrait", portrait)] + [(f"{t:g} s", frames.get(t)) for t in SHEET_TIMES]
+        tiles = [(f"{name}: portrait", portrait)] + [(f"{t:g} s", frames.get(t)) for t in times]
         for c, (label, image) in enumerate(tiles):
             if image is None:
                 continue
@@ -125,9 +130,9 @@ def main(argv=None) -> int:
     size, fps = int(pipe.config.height), float(pipe.config.fps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, rows = {}, []
+    results, rows, times = {}, [], sheet_times(args.seconds)
     for name, portrait, audio, sample in subjects(args.identities, args.cartoons, args.seconds, size, fps):
-        scored = score_subject(pipe, portrait, audio, sample, fps)
+        scored = score_subject(pipe, portrait, audio, sample, fps, times=times)
         rows.append((name, portrait, scored.pop("sheet_frames")))
         results[name] = scored
         worst = scored["standard"]["worst"]
@@ -140,7 +145,7 @@ def main(argv=None) -> int:
     summary = {"model": args.model or "models/asymk-synthetic (shipped)", "seconds": args.seconds, "fps": fps,
                "subjects": results}
     (out / "fidelity.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    write_sheet(out / "sheet.png", rows)
+    write_sheet(out / "sheet.png", rows, times=times)
     print(f"wrote {out}/fidelity.json and {out}/sheet.png")
     return 0
 

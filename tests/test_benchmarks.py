@@ -279,3 +279,9 @@ def test_fidelity_benchmark_scores_identities_and_cartoons(tmp_path, tiny_pipe):
     from PIL import Image
 
     assert Image.open(tmp_path / "sheet.png").size == (6 * size * 3, size * 3 + 14)
+    # a video longer than the last sheet time also shows its end
+    assert fidelity.sheet_times(60.0) == fidelity.SHEET_TIMES and fidelity.sheet_times(600.0)[-1] == 600.0
+    ending = fidelity.score_subject(tiny_pipe, portrait, audio, sample, fps, times=(0.0, 2.0))
+    assert set(ending["sheet_frames"]) == {0.0, 2.0}
+    fidelity.write_sheet(tmp_path / "end.png", [(name, portrait, ending["sheet_frames"])], times=(0.0, 2.0))
+    assert Image.open(tmp_path / "end.png").size == (3 * size * 3, size * 3 + 14)
