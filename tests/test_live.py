@@ -144,14 +144,26 @@ def test_interrupt_abandons_the_chunk_being_denoised(tiny_pipe, portrait_array, 
         np.testing.assert_array_equal(a.audio, b.audio)
 
 
+def queued_from_chunk_1(live, until: int, timeout: float) -> list[bool]:
+    """Wait until frame ``until`` is queued (made, not yet read); the speaking flags of the queued
+    frames from chunk 1 on (``[]`` after ``timeout`` seconds)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with live._lock:
+            if any(frame.index >= until for frame in live._queue):
+                return [frame.speaking for frame in live._queue if frame.index >= CHUNK]
+        time.sleep(0.002)
+    return []
+
+
 @pytest.mark.parametrize("queued", [1, CHUNK])
 def test_interrupt_takes_back_a_speaking_chunk_made_but_not_yet_shown(tiny_pipe, portrait_array, speech, queued):
     """In real time the next chunk is made ahead of its presentation time. An interrupt that comes
     after it was made (``queued`` of its frames waiting, speaking) but before any of them is shown
     makes it idle: it is made again from the same kernel, noise and decoder state, so the video
     equals that of an interrupt which came before the chunk was planned."""
-    import time
-
     audio = speech(3.0)
 
     def render(after_made: bool) -> tuple[list, list]:
@@ -159,13 +171,7 @@ def test_interrupt_takes_back_a_speaking_chunk_made_but_not_yet_shown(tiny_pipe,
             live.push(audio, SAMPLE_RATE)
             stream = live.frames(timeout=60)
             frames = [next(stream)]
-            waiting = []
-            if after_made:
-                deadline = time.monotonic() + 30
-                while len(waiting) < queued and time.monotonic() < deadline:
-                    with live._lock:
-                        waiting = [frame.speaking for frame in live._queue if frame.index >= CHUNK]
-                    time.sleep(0.002)
+            waiting = queued_from_chunk_1(live, until=CHUNK + queued - 1, timeout=30) if after_made else []
             live.interrupt()
             frames += list(itertools.islice(stream, 3 * CHUNK - 1))
         return frames, waiting
@@ -184,8 +190,6 @@ def test_interrupt_takes_back_a_speaking_chunk_made_but_not_yet_shown(tiny_pipe,
 def test_interrupt_takes_back_every_chunk_made_ahead_on_a_slow_cpu(tiny_pipe, portrait_array, speech, monkeypatch):
     """When the lead passes a chunk's duration (a slow CPU), two speaking chunks are made before the
     first of them is shown; an interrupt takes back both, so the face is still idle from the next chunk."""
-    import time
-
     from asymk_talker.asymk_core.live import LiveSession
 
     audio = speech(4.0)
@@ -198,14 +202,7 @@ def test_interrupt_takes_back_every_chunk_made_ahead_on_a_slow_cpu(tiny_pipe, po
                 live.push(audio, SAMPLE_RATE)
                 stream = live.frames(timeout=60)
                 frames = [next(stream)]
-                waiting = []
-                deadline = time.monotonic() + 60
-                while slow and not waiting and time.monotonic() < deadline:
-                    with live._lock:
-                        waiting = [frame.speaking for frame in live._queue if frame.index >= CHUNK]
-                        if not any(frame.index >= 2 * CHUNK for frame in live._queue):
-                            waiting = []
-                    time.sleep(0.002)
+                waiting = queued_from_chunk_1(live, until=2 * CHUNK, timeout=60) if slow else []
                 live.interrupt()
                 frames += list(itertools.islice(stream, 4 * CHUNK - 1))
         return frames, waiting
