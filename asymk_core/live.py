@@ -40,6 +40,7 @@ from .openmp import release_idle_team
 from .vae import StreamingDecoder, temporal_factor
 
 ENDLESS_FRAMES = 1 << 60  # a live stream's plan has no end in practice
+LATE_AUDIO_MARGIN_SECONDS = 0.02  # kept before a chunk's expected first frame when waiting for late speech
 
 
 @dataclass
@@ -401,6 +402,7 @@ class LiveSession:
         :class:`_SessionStopped` when the session closed or everything pushed was shown."""
         if self.realtime:
             self._wait_for_start()
+            self._wait_for_speech(start_frame, num_frames)
         with self._lock:
             if self._closed or (self.timeline.ended and not self.timeline.pending):
                 self._finished = not self._closed  # everything pushed has been shown
@@ -425,6 +427,24 @@ class LiveSession:
             if left <= 0:
                 return
             self._wake.wait(min(0.05, left))
+            self._wake.clear()
+
+    def _wait_for_speech(self, start_frame: int, num_frames: int) -> None:
+        """If the utterance being shown has not yet pushed the audio this chunk needs (a block a little
+        late, or a lead that grew), wait for it while the lead's margin lasts rather than cut the
+        speech (a closed mouth mid-sentence, the rest shown later): until ``lead - (plan-to-first-frame
+        estimate) - 20 ms`` after the planned start."""
+        if self._first_frame_seconds is None or self.t0 is None:
+            return
+        deadline = (self.t0 + self._chunk_time(self._next_chunk) - self._first_frame_seconds
+                    - LATE_AUDIO_MARGIN_SECONDS)
+        while not self._closed and self._revoke is None:
+            with self._lock:
+                short = self.timeline.samples_short(start_frame, num_frames)
+            left = deadline - self.clock()
+            if short == 0 or left <= 0:
+                return
+            self._wake.wait(min(0.005, left))
             self._wake.clear()
 
     def _on_step(self, chunk_index: int, step: int, num_steps: int, latents) -> None:

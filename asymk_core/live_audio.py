@@ -6,7 +6,8 @@ every frame it covers has all the audio (and encoder look-ahead) it needs. Each 
 gets exactly the feature window an offline render of that utterance would give it
 (:class:`asymk_core.audio.FrameAudioFeatures`); frames outside any utterance are *idle*: windows of
 the encoder's silence features (closed mouth). If a placed utterance runs dry mid-chunk, it is cut
-there and whatever arrives later starts a new utterance.
+there and whatever arrives later starts a new utterance (in real time the session first waits a
+little for the audio: :meth:`LiveAudioTimeline.samples_short`).
 
 Frame ``g`` plays the 16 kHz samples ``[round(g r), round((g + 1) r))``, ``r = 16000 / fps``, of
 the placed audio (zeros when idle), so the audio handed out with the frames never drifts from them.
@@ -236,6 +237,14 @@ class LiveAudioTimeline:
         if rest is None or (rest.closed and rest.total < MIN_UTTERANCE_SAMPLES):
             return None
         return rest
+
+    def samples_short(self, start: int, count: int) -> int:
+        """Samples the utterance being shown still lacks to cover frames up to ``start + count``
+        (0 when it has them, is closed, or none is placed): planning the chunk now would cut it there."""
+        utterance = next((u for u in self.utterances if u.start_frame is not None and not u.closed), None)
+        if utterance is None or start + count <= utterance.start_frame:
+            return 0
+        return max(0, self.features.samples_needed(start + count - utterance.start_frame) - utterance.total)
 
     # -------------------------------------------------------------------------------- planning
     def plan(self, start: int, count: int) -> list[FrameSource]:

@@ -216,6 +216,36 @@ def test_interrupt_takes_back_every_chunk_made_ahead_on_a_slow_cpu(tiny_pipe, po
         np.testing.assert_array_equal(a.image, b.image)
 
 
+def test_realtime_waits_for_speech_a_little_late_instead_of_cutting_it(tiny_pipe, portrait_array, speech, monkeypatch):
+    """The rest of an utterance arrives 0.15 s after the chunk that needs it was due to be planned
+    (a late block, or a lead that grew): the session waits for it within the lead's margin, so the
+    speech plays without a gap, as one utterance."""
+    import threading
+    import time
+
+    from asymk_talker.asymk_core.live import LiveSession
+
+    monkeypatch.setattr(LiveSession, "lead_seconds", property(lambda self: 0.6))  # margin for a slow CI
+    audio = speech(2.2)
+    head = int(1.2 * SAMPLE_RATE)  # covers chunks 0 and 1 (24 frames), not chunk 2 (planned at t0 + 0.36 s)
+    with live_session(tiny_pipe, portrait_array, realtime=True) as live:
+        def push_the_rest():
+            while live.t0 is None:
+                time.sleep(0.002)
+            time.sleep(max(0.0, live.t0 + 2 * CHUNK / live.fps - 0.6 + 0.15 - time.monotonic()))
+            live.push(audio[head:], SAMPLE_RATE)
+            live.end()
+
+        live.push(audio[:head], SAMPLE_RATE)
+        feeder = threading.Thread(target=push_the_rest, daemon=True)
+        feeder.start()
+        frames = list(live.frames(timeout=60))
+        feeder.join()
+    assert [frame.index for frame in frames] == list(range(round(2.2 * live.fps)))
+    assert all(frame.speaking for frame in frames)
+    assert np.array_equal(np.concatenate([frame.audio for frame in frames]), audio[: sum(f.audio.size for f in frames)])
+
+
 def test_end_without_speech_stops_after_the_current_chunk(tiny_pipe, portrait_array):
     with live_session(tiny_pipe, portrait_array) as live:
         stream = live.frames()
