@@ -6,7 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+TEST_THREADS = 2
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Entry points called in-process (``--num-threads 1``) set torch's thread count for the process;
+    put it back so that every test, and renders compared bit for bit across processes, run with
+    ``TEST_THREADS``."""
+    yield
+    if torch.get_num_threads() != TEST_THREADS:
+        torch.set_num_threads(TEST_THREADS)
 
 
 class RandomAudioWindows:
