@@ -5,9 +5,10 @@ bundled example speech, cut to 2-4 s) separated by 1-3 s without audio (idle); e
 utterance is interrupted halfway (the feeder stops and calls ``interrupt()``). The main thread reads
 ``live.frames()``. Measured: time from an utterance's first sample to its first shown frame,
 audio-to-frame latency (p50/p95, each speaking frame's show time minus the push time of its first
-sample), interrupt-to-silence and interrupt-to-idle-face times, dropped/duplicated frames and stalls, and the A/V offset at the
-end (audio handed out with the frames vs the frames' duration, and the show clock vs the media
-clock)::
+sample), interrupt-to-silence and interrupt-to-idle-face times, dropped/duplicated frames and stalls
+(``gaps``: when in the run two shown frames were more than two frame periods apart), and the A/V
+offset at the end (audio handed out with the frames vs the frames' duration, and the show clock vs
+the media clock). Each utterance's first-frame time comes with its start in the run (``at_s``)::
 
     python benchmarks/live.py --minutes 10 --out benchmarks/results/live
 """
@@ -82,11 +83,12 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
     speaking = np.array([frame.speaking for frame, _ in records])
     latencies = np.array([when - frame.pushed_at for frame, when in records if frame.speaking and frame.pushed_at])
     pushed_at = np.array([np.nan if frame.pushed_at is None else frame.pushed_at for frame, _ in records])
-    first_frames = []
+    first_frames, first_at = [], []
     for pushed in firsts:  # the first frame that plays this utterance's audio
         after = np.nonzero(speaking & (pushed_at >= pushed - 1e-6))[0]
         if after.size:
             first_frames.append(shown[after[0]] - pushed)
+            first_at.append(pushed - started)
     silent = np.array([not frame.audio.any() for frame, _ in records])
     to_idle, to_silence = [], []
     for when in interrupts:
@@ -97,6 +99,8 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
         if after.size:
             to_silence.append(shown[after[0]] - when)
     fps = pipe.config.fps if hasattr(pipe.config, "fps") else 25.0
+    gaps = np.diff(shown)  # time between consecutive shown frames: more than 2 frame periods is a stall
+    gap_after = np.nonzero(gaps > 2.0 / fps)[0]
     audio_out = sum(frame.audio.size for frame, _ in records) / 16000
     media = len(records) / fps
     return {
@@ -104,7 +108,8 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
         "expected_latency_s": expected_latency, "generation_per_chunk_s": stats["chunk_seconds"],
         "utterances": len(schedule), "interrupts": len(interrupts),
         "first_frame_s": {"median": float(np.median(first_frames)), "p95": float(np.percentile(first_frames, 95)),
-                          "max": float(np.max(first_frames)), "each": [round(float(x), 3) for x in first_frames]},
+                          "max": float(np.max(first_frames)), "each": [round(float(x), 3) for x in first_frames],
+                          "at_s": [round(float(x), 2) for x in first_at]},
         "latency_s": {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
                       "max": float(latencies.max())},
         "interrupt_to_idle_s": {"median": float(np.median(to_idle)), "max": float(np.max(to_idle)),
@@ -114,6 +119,8 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
         "dropped_frames": int(np.sum(np.diff(indices) - 1)) + stats["dropped_frames"],
         "duplicated_frames": int(np.sum(np.diff(indices) == 0)),
         "late_frames": stats["late_frames"], "stalls": stats["stalls"],
+        "gaps": [{"at_s": round(float(shown[i] - started), 2), "s": round(float(gap), 3)}
+                 for i, gap in zip(gap_after + 1, gaps[gap_after])],
         "av_offset_ms": 1000 * (audio_out - media),
         "show_clock_offset_ms": 1000 * ((shown[-1] - t0) - records[-1][0].pts),
     }
