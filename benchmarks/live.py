@@ -6,7 +6,8 @@ utterance is interrupted halfway (the feeder stops and calls ``interrupt()``). T
 ``live.frames()``. Measured: time from an utterance's first sample to its first shown frame,
 audio-to-frame latency (p50/p95, each speaking frame's show time minus the push time of its first
 sample), interrupt-to-silence and interrupt-to-idle-face times, dropped/duplicated frames and stalls
-(``gaps``: when in the run two shown frames were more than two frame periods apart), and the A/V
+(``gaps``: when in the run two shown frames were more than two frame periods apart; ``slow``: the
+speaking frames shown more than a chunk later than expected), and the A/V
 offset at the end (audio handed out with the frames vs the frames' duration, and the show clock vs
 the media clock). Each utterance's first-frame time comes with its start in the run (``at_s``)::
 
@@ -42,7 +43,8 @@ def utterance_schedule(speech: np.ndarray, minutes: float, seed: int = 0) -> lis
 def feed(live, schedule, started: float, firsts: list, interrupts: list, stop: threading.Event,
          block_s: float = 0.02) -> None:
     """Push each utterance in ``block_s`` blocks at real-time pace (interrupted ones stop halfway);
-    ``firsts`` gets the clock time of each utterance's first push, ``interrupts`` of each interrupt."""
+    ``firsts`` gets the clock time of each utterance's first push (taken as it starts), ``interrupts``
+    of each interrupt."""
     block = int(16000 * block_s)
     for start_s, samples, interrupted in schedule:
         stop_at = samples.size // 2 if interrupted else samples.size
@@ -51,12 +53,26 @@ def feed(live, schedule, started: float, firsts: list, interrupts: list, stop: t
             while time.monotonic() < due:
                 if stop.wait(min(0.005, max(0.0, due - time.monotonic()))):
                     return
-            live.push(samples[offset: min(offset + block, stop_at)], 16000)
-            if offset == 0:
+            if offset == 0:  # taken before the push, so the first sample's frame counts (it is stamped inside)
                 firsts.append(time.monotonic())
+            live.push(samples[offset: min(offset + block, stop_at)], 16000)
         if interrupted:
             live.interrupt()
             interrupts.append(time.monotonic())
+
+
+def first_frame_delays(firsts: list[float], pushed_at: np.ndarray, speaking: np.ndarray,
+                       shown: np.ndarray) -> list[tuple[float, float]]:
+    """``(first push, delay)`` per utterance that was shown, ``delay`` being the time (s) from its
+    first push to the first speaking frame whose own first sample was pushed at or after it.
+    ``firsts``: clock times of the utterances' first pushes, taken as each push starts;
+    ``pushed_at``, ``speaking``, ``shown``: per shown frame (``pushed_at`` NaN for idle frames)."""
+    delays = []
+    for pushed in firsts:
+        after = np.nonzero(speaking & (pushed_at >= pushed))[0]
+        if after.size:
+            delays.append((pushed, float(shown[after[0]] - pushed)))
+    return delays
 
 
 def run(pipe, image, speech, minutes: float, seed: int) -> dict:
@@ -82,13 +98,13 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
     shown = np.array([when for _, when in records])
     speaking = np.array([frame.speaking for frame, _ in records])
     latencies = np.array([when - frame.pushed_at for frame, when in records if frame.speaking and frame.pushed_at])
+    # speaking frames more than a chunk later than expected: when in the run, which frame, how late
+    slow = [{"at_s": round(when - started, 2), "index": frame.index, "latency_s": round(when - frame.pushed_at, 3)}
+            for frame, when in records
+            if frame.speaking and frame.pushed_at and when - frame.pushed_at > expected_latency + chunk_s]
     pushed_at = np.array([np.nan if frame.pushed_at is None else frame.pushed_at for frame, _ in records])
-    first_frames, first_at = [], []
-    for pushed in firsts:  # the first frame that plays this utterance's audio
-        after = np.nonzero(speaking & (pushed_at >= pushed - 1e-6))[0]
-        if after.size:
-            first_frames.append(shown[after[0]] - pushed)
-            first_at.append(pushed - started)
+    first = first_frame_delays(firsts, pushed_at, speaking, shown)
+    first_frames, first_at = [delay for _, delay in first], [pushed - started for pushed, _ in first]
     silent = np.array([not frame.audio.any() for frame, _ in records])
     to_idle, to_silence = [], []
     for when in interrupts:
@@ -111,7 +127,7 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
                           "max": float(np.max(first_frames)), "each": [round(float(x), 3) for x in first_frames],
                           "at_s": [round(float(x), 2) for x in first_at]},
         "latency_s": {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
-                      "max": float(latencies.max())},
+                      "max": float(latencies.max()), "slow_frames": len(slow), "slow": slow[:20]},
         "interrupt_to_idle_s": {"median": float(np.median(to_idle)), "max": float(np.max(to_idle)),
                                 "each": [round(float(x), 3) for x in to_idle]} if to_idle else None,
         "interrupt_to_silence_s": {"median": float(np.median(to_silence)), "max": float(np.max(to_silence))}

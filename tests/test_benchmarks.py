@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -285,3 +286,34 @@ def test_fidelity_benchmark_scores_identities_and_cartoons(tmp_path, tiny_pipe):
     assert set(ending["sheet_frames"]) == {0.0, 2.0}
     fidelity.write_sheet(tmp_path / "end.png", [(name, portrait, ending["sheet_frames"])], times=(0.0, 2.0))
     assert Image.open(tmp_path / "end.png").size == (3 * size * 3, size * 3 + 14)
+
+
+def test_live_first_frame_is_timed_from_the_push_of_the_first_sample():
+    """The feeder's first-push time precedes the stamp the session gives that sample, so the
+    utterance's frame 0 (not frame 1, 40 ms later) is its first frame."""
+    import threading
+
+    live_bench = load_script("live")
+
+    class StampingSession:  # stamps each block as LiveSession.push does, inside the call
+        def __init__(self):
+            self.stamps = []
+
+        def push(self, samples, rate):
+            time.sleep(0.002)
+            self.stamps.append(time.monotonic())
+
+        def interrupt(self):
+            pass
+
+    session, firsts, interrupts = StampingSession(), [], []
+    schedule = [(0.0, np.zeros(1600, np.float32), False), (0.15, np.zeros(1600, np.float32), True)]
+    live_bench.feed(session, schedule, time.monotonic(), firsts, interrupts, threading.Event())
+    assert len(firsts) == 2 and firsts[0] <= session.stamps[0] and firsts[1] <= session.stamps[5]
+    # frames: idle, then utterance frames whose first samples were stamped at the block times
+    pushed_at = np.array([np.nan, session.stamps[0], session.stamps[2], np.nan, session.stamps[5]])
+    speaking = ~np.isnan(pushed_at)
+    shown = np.array([1.0, 2.0, 2.04, 3.0, 4.0])
+    delays = live_bench.first_frame_delays(firsts, pushed_at, speaking, shown)
+    assert [pushed for pushed, _ in delays] == firsts
+    assert [round(d, 6) for _, d in delays] == [round(2.0 - firsts[0], 6), round(4.0 - firsts[1], 6)]
