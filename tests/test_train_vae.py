@@ -147,6 +147,8 @@ def test_vae_eval_scores_streamed_reconstructions_against_ground_truth(tmp_path)
     assert mean["psnr"] < 20 and mean["psnr_steady"] is not None
     assert report["worst"]["region_error"] > 10 and report["clips"][0]["fidelity"]["flagged"]  # untrained: wrong colours
     assert 0.6 < mean["latent_seam_ratio_ground_truth"] < 1.4 and mean["latent_seam_ratio"] > 0
+    still = report["clips"][0]["still"]
+    assert set(still["steady"]) <= set(still["first_second"]) and report["worst"]["still_region_error"] > 10
 
     steps = np.zeros((9, 4, 4, 3), np.uint8)
     steps[1:5], steps[5:] = 40, 80  # still within a latent frame, a jump between them
@@ -312,3 +314,30 @@ def test_seam_loss_sees_only_jumps_across_latent_frame_boundaries():
     assert across == pytest.approx(3 / 16, rel=1e-4)  # a jump of 4 steps where the truth moves 1
     assert float(vae_train.seam_loss(segment, truth[:, :, 1:], 1)) == pytest.approx(1 / 16, rel=1e-4)  # inside: still
     assert float(vae_train.seam_loss(truth[:, :, :2], truth[:, :, :2], 3)) == 0.0  # no boundary pair
+
+
+def test_still_region_errors_see_a_cache_that_drifts_without_motion(monkeypatch):
+    """train/vae_eval.still_region_errors: a reconstruction that keeps the frame scores 0; one right
+    for the first second and hue-shifted in one region afterwards (stable from then on) is flagged
+    in the steady state only, by the size of the shift."""
+    from asymk_talker.asymk_core.synthetic.avatar import REGIONS
+    from asymk_talker.train import vae_eval
+
+    frame = np.full((32, 32, 3), 100, np.uint8)
+    labels = np.full((32, 32), REGIONS["background"], np.uint8)
+    labels[8:24, 8:24] = REGIONS["skin"]
+    frame[8:24, 8:24] = (200, 150, 120)
+    monkeypatch.setattr(vae_eval, "reconstruct", lambda vae, frames: frames.copy())
+    kept = vae_eval.still_region_errors(None, frame, labels)
+    assert set(kept["steady"]) == {"background", "skin"} and kept["worst"] == 0.0
+
+    def drifting(vae, frames):
+        out = frames.copy()
+        skin = labels == REGIONS["skin"]
+        out[30:, skin] = (170, 150, 150)  # from frame 30 on the skin turns pink and stays so
+        return out
+
+    monkeypatch.setattr(vae_eval, "reconstruct", drifting)
+    drifted = vae_eval.still_region_errors(None, frame, labels)
+    assert drifted["first_second"]["skin"] == 0.0 and drifted["steady"]["background"] == 0.0
+    assert drifted["steady"]["skin"] == pytest.approx(30.0) and drifted["worst"] == pytest.approx(30.0)

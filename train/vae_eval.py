@@ -8,7 +8,8 @@ distance to the portrait, PSNR over all frames and per segment of the clip. No g
 better than its VAE reconstructs the mouth, so ``sync_pearson`` here is the ceiling for the teacher
 and the student. ``psnr_steady`` (frames from 2 s on) shows whether the causal decoder holds up past
 the clip length it was trained on. ``latent_seam_ratio`` is the jump between latent frames, the
-floor of every model's chunk seams. ``fidelity`` is the windowed absolute report of
+floor of every model's chunk seams. ``still`` streams one frame of each clip, repeated, and scores
+its region colours from 2 s on: the colour the causal caches settle on, with no motion to blame. ``fidelity`` is the windowed absolute report of
 ``asymk_core.eval.fidelity`` (PSNR, per-region colour error against the ground truth, identity
 distance next to the ground truth's, per window from the first second on); ``--variety wide``
 scores identities of the wide appearance distribution::
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from ..asymk_core.errors import input_error
-from ..asymk_core.eval.fidelity import fidelity_report, format_fidelity, region_masks, region_means
+from ..asymk_core.eval.fidelity import REGION_NAMES, fidelity_report, format_fidelity, region_masks, region_means
 from ..asymk_core.eval.metrics import boundary_ratio, evaluate_frames, frame_differences
 from ..asymk_core.eval.probe import load_probe
 from ..asymk_core.synthetic.corpus import random_sample
@@ -67,14 +68,38 @@ def reconstruct(vae, frames: np.ndarray) -> np.ndarray:
     return _frames_uint8(video[0])
 
 
+STILL_FRAMES = 81  # 3.2 s at 25 fps: the causal caches settle within about a second
+
+
+def still_region_errors(vae, frame: np.ndarray, labels: np.ndarray, fps: float = 25.0) -> dict:
+    """The steady state's colours without motion: ``frame`` ``[H, W, 3]`` uint8 repeated
+    :data:`STILL_FRAMES` times and streamed through the VAE. Per region (eroded renderer ``labels``
+    ``[H, W]``), the worst channel's |mean colour - the frame's| in 8-bit levels over the first
+    second (``first_second``) and from ``STEADY_FROM_S`` on (``steady``); ``worst`` is the largest
+    steady one. A VAE whose causal cache drifts shows it here even though nothing moves."""
+    still = np.repeat(np.asarray(frame)[None], STILL_FRAMES, axis=0)
+    recon = reconstruct(vae, still)
+    masks = region_masks(np.asarray(labels))
+    got, want = region_means(recon, masks), region_means(still[:1], masks)[0]  # [N, R, 3], [R, 3]
+    steady_from = int(STEADY_FROM_S * fps)
+    out = {"first_second": {}, "steady": {}}
+    for index, name in enumerate(REGION_NAMES):
+        if np.isnan(want[index]).any():
+            continue
+        for key, span in (("first_second", slice(0, int(fps))), ("steady", slice(steady_from, None))):
+            out[key][name] = float(np.abs(got[span, index].mean(axis=0) - want[index]).max())
+    out["worst"] = max(out["steady"].values(), default=None)
+    return out
+
+
 def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0, size: int = 64,
                  seed: int = 0, variety: str = "classic") -> dict:
     """Metrics of ``clips`` held-out clips of ``seconds`` each; ``{"clips": [...], "mean": {...}}``.
 
     Each clip row also has ``fidelity`` (the windowed report), ``region_error_worst`` (8-bit levels,
     worst region and window), ``psnr_worst_window``, ``latent_seam_ratio`` (and the ground truth's:
-    :func:`latent_seam_ratio`) and ``decode_ms_per_frame`` (encode + streamed decode, wall time per
-    frame on this machine).
+    :func:`latent_seam_ratio`), ``decode_ms_per_frame`` (encode + streamed decode, wall time per
+    frame on this machine) and ``still`` (:func:`still_region_errors` of the clip's first frame).
     """
     if clips < 1:
         raise input_error("clips", f"got {clips}", "evaluate at least one clip")
@@ -114,13 +139,18 @@ def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0
             "latent_seam_ratio_ground_truth": latent_seam_ratio(truth, factor),
             "decode_ms_per_frame": 1000.0 * elapsed / num_frames,
             "fidelity": fidelity,
+            "still": still_region_errors(vae, truth[0], sample.regions[0], fps),
         })
-    keys = [k for k in rows[0] if k != "fidelity"]
+    for row in rows:
+        row["still_region_error_worst"] = row["still"]["worst"]
+    keys = [k for k in rows[0] if k not in ("fidelity", "still")]
     mean = {k: float(np.mean([r[k] for r in rows if r[k] is not None])) if any(r[k] is not None for r in rows)
             else None for k in keys}
     worst = {"region_error": max((r["region_error_worst"] for r in rows if r["region_error_worst"] is not None),
                                  default=None),
-             "psnr_window": min(r["psnr_worst_window"] for r in rows)}
+             "psnr_window": min(r["psnr_worst_window"] for r in rows),
+             "still_region_error": max((r["still_region_error_worst"] for r in rows
+                                        if r["still_region_error_worst"] is not None), default=None)}
     return {"clips": rows, "mean": mean, "worst": worst, "num_frames": num_frames, "fps": fps, "size": size,
             "steady_from_frame": steady_from, "variety": variety}
 
