@@ -9,10 +9,11 @@ better than its VAE reconstructs the mouth, so ``sync_pearson`` here is the ceil
 and the student. ``psnr_steady`` (frames from 2 s on) shows whether the causal decoder holds up past
 the clip length it was trained on. ``latent_seam_ratio`` is the jump between latent frames, the
 floor of every model's chunk seams. ``still`` streams one frame of each clip, repeated, and scores
-its region colours from 2 s on: the colour the causal caches settle on, with no motion to blame. ``fidelity`` is the windowed absolute report of
-``asymk_core.eval.fidelity`` (PSNR, per-region colour error against the ground truth, identity
-distance next to the ground truth's, per window from the first second on); ``--variety wide``
-scores identities of the wide appearance distribution::
+its region colours from 2 s on: the colour the causal caches settle on, with no motion to blame.
+``fidelity`` is the windowed absolute report of ``asymk_core.eval.fidelity`` (PSNR, per-region
+colour error against the ground truth, identity distance next to the ground truth's, per window
+from the first second on); ``--variety wide`` scores identities of the wide appearance
+distribution::
 
     python -m asymk_talker.train.vae_eval runs/vae-synthetic/vae --clips 4 --seconds 60 --out report.json
 """
