@@ -97,11 +97,11 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
     indices = np.array([frame.index for frame, _ in records])
     shown = np.array([when for _, when in records])
     speaking = np.array([frame.speaking for frame, _ in records])
-    latencies = np.array([when - frame.pushed_at for frame, when in records if frame.speaking and frame.pushed_at])
+    timed = [(frame, when, when - frame.pushed_at) for frame, when in records if frame.speaking and frame.pushed_at]
+    latencies = np.array([latency for _, _, latency in timed])
     # speaking frames more than a chunk later than expected: when in the run, which frame, how late
-    slow = [{"at_s": round(when - started, 2), "index": frame.index, "latency_s": round(when - frame.pushed_at, 3)}
-            for frame, when in records
-            if frame.speaking and frame.pushed_at and when - frame.pushed_at > expected_latency + chunk_s]
+    slow = [{"at_s": round(when - started, 2), "index": frame.index, "latency_s": round(latency, 3)}
+            for frame, when, latency in timed if latency > expected_latency + chunk_s]
     pushed_at = np.array([np.nan if frame.pushed_at is None else frame.pushed_at for frame, _ in records])
     first = first_frame_delays(firsts, pushed_at, speaking, shown)
     first_frames, first_at = [delay for _, delay in first], [pushed - started for pushed, _ in first]

@@ -122,6 +122,7 @@ def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0
         truth_scored = evaluate_frames(truth, tracks, sample.portrait, fps=fps, probe=probe)
         per_frame = [_psnr(r, t) for r, t in zip(recon, truth)]
         masks = region_masks(sample.regions[:num_frames])
+        still = still_region_errors(vae, truth[0], sample.regions[0], fps)
         fidelity = fidelity_report(fps, region_colours=region_means(recon, masks),
                                    gt_region_colours=region_means(truth, masks), psnr=np.asarray(per_frame),
                                    identity=np.asarray(scored["series"]["identity_distance"]),
@@ -139,11 +140,10 @@ def evaluate_vae(vae, *, clips: int = 4, seconds: float = 8.0, fps: float = 25.0
             "latent_seam_ratio": latent_seam_ratio(recon, factor),
             "latent_seam_ratio_ground_truth": latent_seam_ratio(truth, factor),
             "decode_ms_per_frame": 1000.0 * elapsed / num_frames,
+            "still_region_error_worst": still["worst"],
             "fidelity": fidelity,
-            "still": still_region_errors(vae, truth[0], sample.regions[0], fps),
+            "still": still,
         })
-    for row in rows:
-        row["still_region_error_worst"] = row["still"]["worst"]
     keys = [k for k in rows[0] if k not in ("fidelity", "still")]
     mean = {k: float(np.mean([r[k] for r in rows if r[k] is not None])) if any(r[k] is not None for r in rows)
             else None for k in keys}
