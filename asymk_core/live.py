@@ -32,6 +32,7 @@ import torch
 
 from .audio import BlockResampler, pcm_block
 from .errors import input_error
+from .gc_pauses import freeze_long_lived
 from .audio_flashhead import FlashHeadLiveWindows, uses_flashhead_audio
 from .generation import RestartChunk, SamplingSettings, generate_chunks, to_frames
 from .kclg import ChunkPlan, initial_kernel
@@ -170,8 +171,9 @@ class LiveSession:
         self._first_frame_seconds: float | None = None  # time from a chunk's start to its first frame
         self.stats = {"frames": 0, "speaking_frames": 0, "late_frames": 0, "stalls": 0, "dropped_frames": 0,
                       "chunks": 0, "chunk_seconds": 0.0, "audio_seconds_pushed": 0.0, "audio_samples_out": 0}
-        if self.realtime:  # this thread is done with the model for now; the worker generates (see .openmp)
-            release_idle_team()
+        if self.realtime:
+            freeze_long_lived()  # no full collection of the model's objects mid-stream (see .gc_pauses)
+            release_idle_team()  # this thread is done with the model for now; the worker generates (see .openmp)
 
     # ------------------------------------------------------------------------------------ input
     def push(self, pcm, sample_rate: int) -> None:
@@ -511,13 +513,21 @@ class LiveSession:
 
     # --------------------------------------------------------------------------------- lifetime
     def close(self) -> None:
-        """Stop generating and release the worker (idempotent)."""
+        """Stop generating, release the worker and drop the session's frames, caches and chunk loop
+        (idempotent). The session's own reference cycles may have been exempted from collection by a
+        later session's start (see .gc_pauses): what they hold must not outlive it."""
         self._closed = True
         self._wake.set()
         with self._ready:
             self._ready.notify_all()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=30)
+        if self._worker is None or not self._worker.is_alive():
+            with self._lock:
+                self._queue.clear()
+                self._rollbacks.clear()
+            self._chunks = self._decoder = None
+            self._loop_arguments = {}
 
     def __enter__(self) -> "LiveSession":
         return self

@@ -7,9 +7,10 @@ utterance is interrupted halfway (the feeder stops and calls ``interrupt()``). T
 audio-to-frame latency (p50/p95, each speaking frame's show time minus the push time of its first
 sample), interrupt-to-silence and interrupt-to-idle-face times, dropped/duplicated frames and stalls
 (``gaps``: when in the run two shown frames were more than two frame periods apart; ``slow``: the
-speaking frames shown more than a chunk later than expected), and the A/V
-offset at the end (audio handed out with the frames vs the frames' duration, and the show clock vs
-the media clock). Each utterance's first-frame time comes with its start in the run (``at_s``)::
+speaking frames shown more than a chunk later than expected), the garbage collector's pauses
+(``collector``), and the A/V offset at the end (audio handed out with the frames vs the frames'
+duration, and the show clock vs the media clock). Each utterance's first-frame time comes with its
+start in the run (``at_s``)::
 
     python benchmarks/live.py --minutes 10 --out benchmarks/results/live
 """
@@ -17,6 +18,7 @@ the media clock). Each utterance's first-frame time comes with its start in the 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import threading
 import time
@@ -75,10 +77,44 @@ def first_frame_delays(firsts: list[float], pushed_at: np.ndarray, speaking: np.
     return delays
 
 
-def run(pipe, image, speech, minutes: float, seed: int) -> dict:
+class CollectorPauses:
+    """Times every garbage collection while installed (``gc.callbacks``): ``(clock start, generation,
+    seconds)`` per collection, to tell the collector's pauses from other stalls."""
+
+    def __init__(self):
+        self.pauses: list[tuple[float, int, float]] = []
+        self._started: float | None = None
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.monotonic()
+        elif self._started is not None:
+            self.pauses.append((self._started, info["generation"], time.monotonic() - self._started))
+
+    def __enter__(self) -> "CollectorPauses":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self, started: float) -> dict:
+        """Count and longest pause per generation; the pauses over 20 ms with their time in the run."""
+        out = {}
+        for generation in (0, 1, 2):
+            times = [seconds for _, g, seconds in self.pauses if g == generation]
+            out[f"generation_{generation}"] = {"count": len(times), "max_s": round(max(times, default=0.0), 4)}
+        out["over_20ms"] = [{"at_s": round(at - started, 2), "generation": g, "s": round(seconds, 3)}
+                            for at, g, seconds in self.pauses if seconds > 0.02][:20]
+        return out
+
+
+def run(pipe, image, speech, minutes: float, seed: int, unfreeze: bool = False) -> dict:
     schedule = utterance_schedule(speech, minutes, seed)
     records, firsts, interrupts, stop = [], [], [], threading.Event()
-    with pipe.live(image, generator=torch.Generator().manual_seed(seed)) as live:
+    with pipe.live(image, generator=torch.Generator().manual_seed(seed)) as live, CollectorPauses() as pauses:
+        if unfreeze:  # measure the stream as it was before sessions exempted the model from collection
+            gc.unfreeze()
         frames = live.frames(timeout=30)
         records.append((next(frames), time.monotonic()))  # the stream is up: start the clock of the speech
         started = time.monotonic()
@@ -137,6 +173,7 @@ def run(pipe, image, speech, minutes: float, seed: int) -> dict:
         "late_frames": stats["late_frames"], "stalls": stats["stalls"],
         "gaps": [{"at_s": round(float(shown[i] - started), 2), "s": round(float(gap), 3)}
                  for i, gap in zip(gap_after + 1, gaps[gap_after])],
+        "collector": pauses.summary(started),
         "av_offset_ms": 1000 * (audio_out - media),
         "show_clock_offset_ms": 1000 * ((shown[-1] - t0) - records[-1][0].pts),
     }
@@ -151,6 +188,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer first")
+    parser.add_argument("--unfreeze", action="store_true",
+                        help="put the model's objects back under garbage collection once the session has "
+                             "started (what a stream was like before sessions exempted them)")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json")
     args = parser.parse_args(argv)
 
@@ -168,9 +208,10 @@ def main(argv=None) -> int:
         pipe.compile_transformer()
     examples = PACKAGE_ROOT / "assets" / "examples"
     speech = load_audio(examples / "speech.wav")
-    result = run(pipe, args.image or str(examples / "portrait.png"), speech, args.minutes, args.seed)
+    result = run(pipe, args.image or str(examples / "portrait.png"), speech, args.minutes, args.seed, args.unfreeze)
     result.update(model=str(args.model or "models/asymk-synthetic"), chunk_frames=int(pipe.config.chunk_frames),
-                  threads=torch.get_num_threads(), compiled=bool(args.compile))
+                  threads=torch.get_num_threads(), compiled=bool(args.compile),
+                  unfrozen=bool(args.unfreeze))
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

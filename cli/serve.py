@@ -62,6 +62,7 @@ def run(args) -> int:
     import torch
     from aiohttp import web
 
+    from ..asymk_core.gc_pauses import freeze_long_lived
     from ..asymk_core.openmp import release_idle_team
     from .main import load_pipeline
 
@@ -80,6 +81,7 @@ def run(args) -> int:
                           idle_timeout=args.idle_timeout)
     server = LiveServer(pipe, limits, seed=args.seed)
     release_idle_team()  # loading ran here; the sessions' workers generate (asymk_core.openmp)
+    freeze_long_lived()  # the model's objects: no session's start pays a full collection (asymk_core.gc_pauses)
     print(f"asymk-talker serve: open http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     web.run_app(server.app(), host=args.host, port=args.port, print=None)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,14 @@ def restore_torch_threads():
     yield
     if torch.get_num_threads() != TEST_THREADS:
         torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def unfreeze_collector():
+    """Real-time live sessions exempt every object alive from collection (asymk_core.gc_pauses);
+    give the next test a collector that sees everything again."""
+    yield
+    gc.unfreeze()
 
 
 class RandomAudioWindows:

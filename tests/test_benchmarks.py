@@ -317,3 +317,21 @@ def test_live_first_frame_is_timed_from_the_push_of_the_first_sample():
     delays = live_bench.first_frame_delays(firsts, pushed_at, speaking, shown)
     assert [pushed for pushed, _ in delays] == firsts
     assert [round(d, 6) for _, d in delays] == [round(2.0 - firsts[0], 6), round(4.0 - firsts[1], 6)]
+
+
+def test_live_collector_pauses_are_timed_per_generation_and_listed_past_20_ms():
+    import gc
+
+    live_bench = load_script("live")
+    with live_bench.CollectorPauses() as pauses:
+        started = time.monotonic()
+        gc.collect()
+        gc.collect(0)
+    assert pauses not in gc.callbacks
+    generations = [generation for _, generation, _ in pauses.pauses]
+    assert generations[-2:] == [2, 0] and all(seconds >= 0 for _, _, seconds in pauses.pauses)
+    pauses.pauses.append((started + 3.0, 2, 0.5))  # a long full collection 3 s into the run
+    summary = pauses.summary(started)
+    assert summary["generation_2"]["count"] == generations.count(2) + 1
+    assert summary["generation_2"]["max_s"] >= 0.5
+    assert {"at_s": 3.0, "generation": 2, "s": 0.5} in summary["over_20ms"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 
 import numpy as np
 import pytest
@@ -308,6 +310,37 @@ def test_closed_session_refuses_input(tiny_pipe, portrait_array, speech):
     with pytest.raises(RuntimeError, match="closed"):
         live.push(speech(0.2), SAMPLE_RATE)
     assert list(live.frames(timeout=5)) == []
+
+
+class _Node:
+    pass
+
+
+def test_realtime_session_collects_then_exempts_what_is_alive_from_collection(tiny_pipe, portrait_array):
+    garbage = _Node()
+    garbage.cycle = garbage  # reference-cycle garbage: only the collector frees it
+    collected, kept = weakref.ref(garbage), _Node()
+    del garbage
+    with live_session(tiny_pipe, portrait_array, realtime=True):
+        assert collected() is None
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is kept for obj in gc.get_objects())  # in the permanent generation
+
+
+def test_closing_a_session_frees_its_frames_and_caches_though_a_later_session_exempted_them(
+        tiny_pipe, portrait_array, speech):
+    first = live_session(tiny_pipe, portrait_array, realtime=True)
+    first.push(speech(0.5), SAMPLE_RATE)
+    frames = first.frames(timeout=60)
+    next(frames)
+    decoder = weakref.ref(first._decoder)
+    queued = [weakref.ref(frame.image) for frame in list(first._queue)]
+    assert queued
+    with live_session(tiny_pipe, portrait_array, realtime=True):  # its start exempts the first's state
+        frames.close()
+        first.close()
+        assert decoder() is None
+        assert all(image() is None for image in queued)
 
 
 def test_interrupt_keeps_the_audio_of_a_chunk_already_being_generated(tiny_pipe, speech):
