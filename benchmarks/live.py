@@ -99,20 +99,24 @@ class CollectorPauses:
         gc.callbacks.remove(self)
 
     def summary(self, started: float) -> dict:
-        """Count and longest pause per generation; the pauses over 20 ms with their time in the run."""
-        out = {}
+        """From ``started`` on: count and longest pause per generation, and the pauses over 20 ms with
+        their time in the run; before it (``before_start``): the longest full collection (the
+        session's own, before it exempts what is alive)."""
+        run = [(at, g, seconds) for at, g, seconds in self.pauses if at >= started]
+        out = {"before_start": {"generation_2_max_s": round(max(
+            (seconds for at, g, seconds in self.pauses if at < started and g == 2), default=0.0), 4)}}
         for generation in (0, 1, 2):
-            times = [seconds for _, g, seconds in self.pauses if g == generation]
+            times = [seconds for _, g, seconds in run if g == generation]
             out[f"generation_{generation}"] = {"count": len(times), "max_s": round(max(times, default=0.0), 4)}
         out["over_20ms"] = [{"at_s": round(at - started, 2), "generation": g, "s": round(seconds, 3)}
-                            for at, g, seconds in self.pauses if seconds > 0.02][:20]
+                            for at, g, seconds in run if seconds > 0.02][:20]
         return out
 
 
 def run(pipe, image, speech, minutes: float, seed: int, unfreeze: bool = False) -> dict:
     schedule = utterance_schedule(speech, minutes, seed)
     records, firsts, interrupts, stop = [], [], [], threading.Event()
-    with pipe.live(image, generator=torch.Generator().manual_seed(seed)) as live, CollectorPauses() as pauses:
+    with CollectorPauses() as pauses, pipe.live(image, generator=torch.Generator().manual_seed(seed)) as live:
         if unfreeze:  # measure the stream as it was before sessions exempted the model from collection
             gc.unfreeze()
         frames = live.frames(timeout=30)

@@ -331,7 +331,10 @@ def test_live_collector_pauses_are_timed_per_generation_and_listed_past_20_ms():
     generations = [generation for _, generation, _ in pauses.pauses]
     assert generations[-2:] == [2, 0] and all(seconds >= 0 for _, _, seconds in pauses.pauses)
     pauses.pauses.append((started + 3.0, 2, 0.5))  # a long full collection 3 s into the run
+    pauses.pauses.append((started - 1.0, 2, 0.7))  # and one before the run started
     summary = pauses.summary(started)
     assert summary["generation_2"]["count"] == generations.count(2) + 1
     assert summary["generation_2"]["max_s"] >= 0.5
     assert {"at_s": 3.0, "generation": 2, "s": 0.5} in summary["over_20ms"]
+    assert all(pause["at_s"] >= 0 for pause in summary["over_20ms"])
+    assert summary["before_start"]["generation_2_max_s"] == 0.7
