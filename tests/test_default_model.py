@@ -37,7 +37,7 @@ def test_folder_is_a_small_distilled_student_with_a_model_card(default_pipe):
     assert rows["student"]["sync_pearson"] > rows["untrained"]["sync_pearson"] + 0.3
     assert rows["student"]["psnr"] > rows["untrained"]["psnr"]
     # the steady-state VAE (colours hold in long streams), with the card's absolute colour numbers
-    steady = json.loads((PACKAGE_ROOT / "assets" / "vae-synthetic-encoder" / "config.json").read_text())
+    steady = json.loads((PACKAGE_ROOT / "assets" / "vae-synthetic-colour" / "config.json").read_text())
     assert list(default_pipe.vae.config.latents_mean) == pytest.approx(steady["latents_mean"])
     assert rows["student"]["portrait_error_worst"] < rows["untrained"]["portrait_error_worst"]
 

@@ -24,7 +24,7 @@ def teacher():
 def test_folder_is_small_and_uses_the_steady_state_vae(teacher):
     size = sum(p.stat().st_size for p in TEACHER_DIR.rglob("*") if p.is_file())
     assert size < 30 * 2**20
-    vae_config = json.loads((TEACHER_DIR.parent / "vae-synthetic-encoder" / "config.json").read_text())
+    vae_config = json.loads((TEACHER_DIR.parent / "vae-synthetic-colour" / "config.json").read_text())
     assert list(teacher.vae.config.latents_mean) == pytest.approx(vae_config["latents_mean"])
     report = json.loads((TEACHER_DIR / "evaluation.json").read_text())
     assert report["teacher"]["sync_pearson"] > report["untrained"]["sync_pearson"] + 0.3
