@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from .audio import BlockResampler, pcm_block
+from .audio_flashhead import FlashHeadLiveWindows, uses_flashhead_audio
 from .errors import input_error
 from .gc_pauses import freeze_long_lived
-from .audio_flashhead import FlashHeadLiveWindows, uses_flashhead_audio
 from .generation import RestartChunk, SamplingSettings, generate_chunks, to_frames
 from .kclg import ChunkPlan, initial_kernel
 from .live_audio import FeatureWindows, FrameSource, LiveAudioTimeline
