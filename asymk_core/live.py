@@ -155,7 +155,7 @@ class LiveSession:
         self._abandon = False
         self._planned_chunk = -1  # the last chunk whose audio was planned
         self._planned_speaking = False  # whether that chunk shows speech
-        self._taken = -1  # index of the last frame handed to the reader
+        self._taken = -1  # index of the last frame handed to the reader (each when it is due)
         self._revoke: int | None = None  # a chunk made but not shown, taken back by an interrupt
         # How to make again each chunk made whose first frame is not handed out yet (on a slow CPU
         # the lead can pass a chunk's duration, so more than one is made ahead); oldest first.
@@ -264,7 +264,7 @@ class LiveSession:
             if frame is None:
                 return
             if self.realtime:
-                self._pace(frame)
+                self._note_lateness(frame)
             self.stats["frames"] += 1
             self.stats["speaking_frames"] += frame.speaking
             self.stats["audio_samples_out"] += frame.audio.size
@@ -277,9 +277,18 @@ class LiveSession:
             while not self._queue and not self._finished and not self._closed:
                 self._generate_chunk()
             return self._take() if self._queue else None
+        # A frame is taken from the queue only when it is due (t0 + pts), not as soon as the one before
+        # it was shown: until then an interrupt can still take its chunk back (see _revocable), so a
+        # chunk about to start never plays out its speech after an interrupt.
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:
-            while not self._queue:
+            while True:
+                if self._queue:
+                    left = self.t0 + self._queue[0].pts - self.clock()
+                    if left <= 0:
+                        return self._take()
+                    self._ready.wait(left)  # the head may be taken back meanwhile: look again
+                    continue
                 if self._error is not None:
                     raise self._error
                 if self._finished or self._closed:
@@ -288,19 +297,18 @@ class LiveSession:
                 if left is not None and left <= 0:
                     raise TimeoutError(f"no live frame within {timeout:g} s")
                 self._ready.wait(left if left is not None else 0.5)
-            return self._take()
 
     def _take(self) -> LiveFrame:
         frame = self._queue.popleft()
         self._taken = frame.index
         return frame
 
-    def _pace(self, frame: LiveFrame) -> None:
+    def _note_lateness(self, frame: LiveFrame) -> None:
+        """(Real time, after a frame was taken at or after its due time.) Count it late when it is
+        more than a frame period past due."""
         due = self.t0 + frame.pts
         now = self.clock()
-        if now < due:
-            time.sleep(due - now)
-        elif now - due > 1.0 / self.fps:
+        if now - due > 1.0 / self.fps:
             self.stats["late_frames"] += 1
             if now - due > 0.1:
                 self.stats["stalls"] += 1

@@ -218,6 +218,33 @@ def test_interrupt_takes_back_every_chunk_made_ahead_on_a_slow_cpu(tiny_pipe, po
         np.testing.assert_array_equal(a.image, b.image)
 
 
+def test_interrupt_while_the_reader_waits_for_a_chunks_first_frame_takes_that_chunk_back(
+        tiny_pipe, portrait_array, speech, monkeypatch):
+    """A reader blocked in ``next()`` is handed a frame only when it is due. An interrupt that comes
+    while it waits for the first frame of a speaking chunk already made still takes that chunk back,
+    so the face is idle from that very frame (not one chunk later)."""
+    import threading
+    import time
+
+    from asymk_talker.asymk_core.live import LiveSession
+
+    monkeypatch.setattr(LiveSession, "lead_seconds", property(lambda self: 1.5 * self.chunk_seconds))
+    with live_session(tiny_pipe, portrait_array, realtime=True, clock=lambda: time.monotonic() / 4) as live:
+        live.push(speech(3.0), SAMPLE_RATE)  # the clock runs at a quarter speed: a frame lasts 0.16 s
+        stream = live.frames(timeout=60)
+        shown = list(itertools.islice(stream, CHUNK))  # chunk 0
+        assert queued_from_chunk_1(live, until=CHUNK, timeout=30)  # chunk 1 is made, speaking
+        rest = []
+        reader = threading.Thread(target=lambda: rest.extend(itertools.islice(stream, 2 * CHUNK)))
+        reader.start()
+        time.sleep(0.02)  # the reader now waits for frame CHUNK, due 0.16 s after the one before
+        live.interrupt()
+        reader.join(timeout=60)
+    assert all(frame.speaking for frame in shown)
+    assert [frame.index for frame in rest] == list(range(CHUNK, 3 * CHUNK))
+    assert not any(frame.speaking or frame.audio.any() for frame in rest)
+
+
 def test_realtime_waits_for_speech_a_little_late_instead_of_cutting_it(tiny_pipe, portrait_array, speech, monkeypatch):
     """The rest of an utterance arrives 0.15 s after the chunk that needs it was due to be planned
     (a late block, or a lead that grew): the session waits for it within the lead's margin, so the
