@@ -28,6 +28,7 @@ from .sampling import (
     shifted_sigmas,
 )
 from .vae import StreamingDecoder, spatial_factor, temporal_factor
+from .portrait_anchor import PortraitAnchor, check_calibration, portrait_anchor
 from .window_kernel import WindowCodec
 
 
@@ -150,14 +151,16 @@ def to_frames(video: torch.Tensor) -> torch.Tensor:
 def decode_chunks(
     vae, chunks: Iterator[Chunk], initial_kernel: torch.Tensor, plan: ChunkPlan,
     decoder: StreamingDecoder | None = None, window_codec: WindowCodec | None = None,
+    anchor: PortraitAnchor | None = None,
 ) -> Iterator[VideoChunk]:
     """Seamlessly decode generated chunks in order; the initial kernel is decoded first as context.
 
     ``decoder``: a :class:`StreamingDecoder` to use (and keep updating), e.g. one restored with
     ``set_state`` to continue a stream; when it has already decoded something, the initial kernel
-    is not decoded again. A ``"decoded"`` plan decodes each chunk's window on its own with
-    ``window_codec`` (a :class:`asymk_core.window_kernel.WindowCodec`; one without colour
-    correction when not given).
+    is not decoded again. ``anchor``: a :class:`asymk_core.portrait_anchor.PortraitAnchor` that
+    corrects every decoded frame towards the portrait. A ``"decoded"`` plan decodes each chunk's
+    window on its own with ``window_codec`` (a :class:`asymk_core.window_kernel.WindowCodec`; one
+    without colour correction when not given).
     """
     if plan.kernel_source == "decoded":
         codec = window_codec or WindowCodec(vae, plan)
@@ -171,23 +174,27 @@ def decode_chunks(
         decoder.decode(initial_kernel)  # causal context only: these frames belong to the reference
     for chunk in chunks:
         start, stop = plan.video_range(chunk.index)
-        video = decoder.decode(chunk.latents)[:, :, : stop - start]
-        yield VideoChunk(chunk=chunk, frames=to_frames(video), start_frame=start)
+        frames = to_frames(decoder.decode(chunk.latents)[:, :, : stop - start])
+        if anchor is not None:
+            frames = anchor.apply(frames, start)
+        yield VideoChunk(chunk=chunk, frames=frames, start_frame=start)
 
 
 def decode_stored_chunks(
     vae, latents: torch.Tensor, initial_kernel: torch.Tensor, plan: ChunkPlan, kernels: torch.Tensor | None = None,
-    colour_reference: torch.Tensor | None = None, colour_correction: float = 0.0,
+    colour_reference: torch.Tensor | None = None, colour_correction: float = 0.0, decoder_calibration: float = 0.0,
 ) -> Iterator[VideoChunk]:
     """Decode latents that were stored instead of streamed (chunks concatenated, as
     :func:`asymk_core.kclg.split_chunks` takes them) exactly as :func:`generate_chunks` decodes
     them: seamlessly, or for a ``"decoded"`` plan window by window from the stored re-encoded
-    ``kernels``, colour-corrected towards ``colour_reference`` with ``colour_correction``."""
+    ``kernels``, corrected towards the portrait ``colour_reference`` with ``colour_correction`` and
+    ``decoder_calibration``."""
     codec = None
     if plan.kernel_source == "decoded":
         codec = WindowCodec(vae, plan, colour_reference, colour_correction)
+    anchor = portrait_anchor(vae, plan, colour_reference, initial_kernel, decoder_calibration, colour_correction)
     yield from decode_chunks(vae, split_chunks(latents, initial_kernel, plan, kernels), initial_kernel, plan,
-                             window_codec=codec)
+                             window_codec=codec, anchor=anchor)
 
 
 @torch.no_grad()
@@ -208,6 +215,8 @@ def generate_chunks(
     colour_reference: torch.Tensor | None = None,
     colour_correction: float = 0.0,
     window_codec: WindowCodec | None = None,
+    decoder_calibration: float = 0.0,
+    anchor: PortraitAnchor | None = None,
 ) -> Iterator[VideoChunk | Chunk]:
     """TRE reference latents ``[B, C, plan.window_frames, h, w]`` (:func:`asymk_core.tre.encode_reference`)
     + per-frame audio -> decoded :class:`VideoChunk` objects, streamed (``decode=False``: the latent
@@ -228,6 +237,12 @@ def generate_chunks(
     ``colour_correction`` in [0, 1]. Its windows are decoded on their own, so resuming it needs only
     ``kernel`` (the re-encoded one) and ``generator``. ``window_codec``: the codec to use (made here
     when not given); pass one to read each chunk's next kernel, e.g. to save a resumable state.
+
+    A ``"latents"`` plan's decoded frames are corrected towards ``colour_reference``
+    (:class:`asymk_core.portrait_anchor.PortraitAnchor`): the decoder's own error on the still
+    portrait removed with strength ``decoder_calibration``, then Lab statistics matched with
+    ``colour_correction``. ``anchor``: one already made for this portrait and kernel (made here
+    when not given and either strength is above 0).
     """
     if plan.temporal_factor != temporal_factor(vae):
         raise ValueError("`plan.temporal_factor` does not match the VAE.")
@@ -260,6 +275,7 @@ def generate_chunks(
     if uses_flashhead_audio(transformer) and plan.kernel_source != "decoded":
         raise input_error("kernel_source", "this transformer's audio covers whole decoded windows "
                           "(audio_projector='flashhead')", "use kernel_source='decoded' (as its model folder does)")
+    check_calibration(plan, decoder_calibration)
     if plan.kernel_source == "decoded":
         codec = window_codec or WindowCodec(vae, plan, colour_reference, colour_correction)
         chunks = kclg_chunks(denoise, kernel, plan.num_chunks, plan.kernel_frames, start_chunk=start_chunk,
@@ -274,4 +290,6 @@ def generate_chunks(
     if not decode:
         yield from chunks
         return
-    yield from decode_chunks(vae, chunks, first_kernel, plan, decoder)
+    if anchor is None:
+        anchor = portrait_anchor(vae, plan, colour_reference, first_kernel, decoder_calibration, colour_correction)
+    yield from decode_chunks(vae, chunks, first_kernel, plan, decoder, anchor=anchor)

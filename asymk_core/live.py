@@ -35,6 +35,7 @@ from .audio_flashhead import FlashHeadLiveWindows, uses_flashhead_audio
 from .errors import input_error
 from .gc_pauses import freeze_long_lived
 from .generation import RestartChunk, SamplingSettings, generate_chunks, to_frames
+from .portrait_anchor import portrait_anchor
 from .kclg import ChunkPlan, initial_kernel
 from .live_audio import FeatureWindows, FrameSource, LiveAudioTimeline
 from .openmp import release_idle_team
@@ -103,7 +104,9 @@ class LiveSession:
     (default 1 for the log-mel encoder, whose look-ahead is exact; 10 for transformer encoders, which
     also wait for it). ``jitter_seconds``:
     arrived speech held back when an utterance starts, absorbing late blocks (default 0.04 s in
-    real time, 0 otherwise).
+    real time, 0 otherwise). ``colour_reference`` (the portrait ``[1, 3, H, W]`` in [-1, 1]),
+    ``colour_correction`` and ``decoder_calibration``: the loop settings that correct decoded frames
+    towards the portrait, as in :func:`asymk_core.generation.generate_chunks`.
     """
 
     def __init__(self, *, transformer, vae, scheduler, reference_latents: torch.Tensor, chunk_frames: int,
@@ -112,7 +115,8 @@ class LiveSession:
                  clock: Callable[[], float] = time.monotonic, context_frames: int | None = None,
                  jitter_seconds: float | None = None, max_queued_seconds: float = 4.0,
                  first_kernel_frames: int | None = None, kernel_source: str = "latents",
-                 colour_reference: torch.Tensor | None = None, colour_correction: float = 0.0):
+                 colour_reference: torch.Tensor | None = None, colour_correction: float = 0.0,
+                 decoder_calibration: float = 0.0):
         self.transformer, self.vae = transformer, vae
         self.fps = float(fps)
         self.realtime, self.clock = bool(realtime), clock
@@ -140,12 +144,15 @@ class LiveSession:
                                     reference_latents=reference_latents, audio=_SessionAudio(self), plan=self.plan,
                                     settings=sampling, generator=generator, decode=self._decoded_windows,
                                     step_callback=self._on_step, colour_reference=colour_reference,
-                                    colour_correction=colour_correction)
+                                    colour_correction=colour_correction, decoder_calibration=decoder_calibration)
         self._chunks = generate_chunks(**self._loop_arguments)
+        first_kernel = initial_kernel(reference_latents.to(transformer.device), self.plan)
+        self._anchor = portrait_anchor(vae, self.plan, colour_reference, first_kernel, decoder_calibration,
+                                       colour_correction)  # None for a "decoded" plan
         self._decoder = None
         if not self._decoded_windows:
             self._decoder = StreamingDecoder(vae)
-            self._decoder.decode(initial_kernel(reference_latents.to(transformer.device), self.plan))  # context only
+            self._decoder.decode(first_kernel)  # context only
         self._queue: deque[LiveFrame] = deque()
         self._max_queued = max(self.plan.first_chunk_video_frames, int(max_queued_seconds * self.fps))
         self._resamplers: dict[int, BlockResampler] = {}
@@ -340,6 +347,8 @@ class LiveSession:
         pieces = [made.frames] if self._decoded_windows else \
             (to_frames(video) for video in self._decoder.decode_frames(made.latents))
         for piece in pieces:
+            if self._anchor is not None:
+                piece = self._anchor.apply(piece, frame)
             images = piece[0].cpu().numpy()  # [f, H, W, 3]
             with self._ready:
                 if self._revoke is not None:
@@ -534,7 +543,7 @@ class LiveSession:
             with self._lock:
                 self._queue.clear()
                 self._rollbacks.clear()
-            self._chunks = self._decoder = None
+            self._chunks = self._decoder = self._anchor = None
             self._loop_arguments = {}
 
     def __enter__(self) -> "LiveSession":

@@ -32,7 +32,8 @@ PIPELINE_PRESETS: dict[str, dict] = {
                  num_inference_steps=40, guidance_scale=4.0),
 }
 SCHEDULER_SHIFT = {"tiny": 3.0, "synthetic": 3.0, "base": 5.0}
-LOOP_SETTING_NAMES = ("kernel_source", "first_kernel_frames", "colour_correction", "window_noise")
+LOOP_SETTING_NAMES = ("kernel_source", "first_kernel_frames", "colour_correction", "window_noise",
+                      "decoder_calibration")
 """Optional pipeline config entries describing a model's chunk loop (absent: this project's loop)."""
 
 

@@ -91,14 +91,16 @@ class AsymKChunkLoopSampler(io.ComfyNode):
             "asymk_kernel_frames": plan.kernel_frames,
             "asymk_temporal_factor": plan.temporal_factor,
             "asymk_fps": session.settings.fps,
+            # decoded frames are corrected towards the portrait (asymk_core.portrait_anchor, WindowCodec)
+            "asymk_colour_reference": None if session.image is None else session.image.float().cpu(),
+            "asymk_colour_correction": float(session.settings.colour_correction),
+            "asymk_decoder_calibration": float(session.settings.decoder_calibration),
         }
-        if plan.kernel_source == "decoded":  # each window is decoded on its own, colour-corrected
+        if plan.kernel_source == "decoded":  # each window is decoded on its own
             latent.update({
                 "asymk_kernel_source": plan.kernel_source,
                 "asymk_first_kernel_frames": plan.first_kernel_frames,
                 "asymk_kernels": torch.cat(kernels, dim=2) if kernels else session.initial_kernel[:, :, :0].float().cpu(),
-                "asymk_colour_reference": None if session.image is None else session.image.float().cpu(),
-                "asymk_colour_correction": float(session.settings.colour_correction),
             })
         return io.NodeOutput(latent)
 
@@ -139,18 +141,19 @@ class AsymKDecode(io.ComfyNode):
                          kernel_source=latent.get("asymk_kernel_source", "latents"))
         device, dtype = pipe.transformer.device, pipe.transformer.dtype
         kernel = latent["asymk_initial_kernel"].to(device=device, dtype=dtype)
-        kernels = colour = None
+        kernels = None
         if plan.kernel_source == "decoded":
             if latent.get("asymk_kernels") is None:
                 raise input_error("latent", "this LATENT of a model with re-encoded kernels has no asymk_kernels",
                                   "connect the output of AsymK Chunk Loop Sampler")
             kernels = latent["asymk_kernels"].to(device=device, dtype=dtype)
-            colour = latent.get("asymk_colour_reference")
-            colour = None if colour is None else colour.to(pipe.vae.device)
+        colour = latent.get("asymk_colour_reference")
+        colour = None if colour is None else colour.to(pipe.vae.device)
         bar = comfy.utils.ProgressBar(plan.num_chunks)
         pieces = []
         for decoded in decode_stored_chunks(pipe.vae, latent["samples"].to(device=device, dtype=dtype), kernel, plan,
-                                            kernels, colour, float(latent.get("asymk_colour_correction", 0.0))):
+                                            kernels, colour, float(latent.get("asymk_colour_correction", 0.0)),
+                                            float(latent.get("asymk_decoder_calibration", 0.0))):
             pieces.append(comfy_image_to_frames(decoded.frames[0]))
             bar.update(1)
             comfy.model_management.throw_exception_if_processing_interrupted()

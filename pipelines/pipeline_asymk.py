@@ -112,6 +112,7 @@ class AsymKPipeline(DiffusionPipeline):
         first_kernel_frames: int = 0,
         colour_correction: float = 0.0,
         window_noise: bool = False,
+        decoder_calibration: float = 0.0,
     ):
         super().__init__()
         self.register_modules(
@@ -125,7 +126,7 @@ class AsymKPipeline(DiffusionPipeline):
             sampler=sampler, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
             height=height, width=width, fps=fps, chunk_frames=chunk_frames, kernel_frames=kernel_frames,
             kernel_source=kernel_source, first_kernel_frames=first_kernel_frames,
-            colour_correction=colour_correction, window_noise=window_noise,
+            colour_correction=colour_correction, window_noise=window_noise, decoder_calibration=decoder_calibration,
         )
 
     # ----------------------------------------------------------------------------------- loading
@@ -411,7 +412,8 @@ class AsymKPipeline(DiffusionPipeline):
             feature_extractor=self.feature_extractor, fps=settings.fps,
             audio_window=self.transformer.config.audio_window, generator=generator, realtime=realtime,
             first_kernel_frames=settings.first_kernel_frames, kernel_source=settings.kernel_source,
-            colour_reference=portrait, colour_correction=float(settings.colour_correction), **options,
+            colour_reference=portrait, colour_correction=float(settings.colour_correction),
+            decoder_calibration=float(settings.decoder_calibration), **options,
         )
 
     # -------------------------------------------------------------------------------------- call

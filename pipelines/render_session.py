@@ -17,16 +17,20 @@ import torch
 from ..asymk_core.errors import input_error
 from ..asymk_core.generation import LoopState, SamplingSettings, VideoChunk, generate_chunks
 from ..asymk_core.kclg import Chunk, ChunkPlan, initial_kernel, next_kernel
+from ..asymk_core.portrait_anchor import PortraitAnchor, portrait_anchor
 from ..asymk_core.sampling import own_scheduler
 from ..asymk_core.tre import encode_reference
 from ..asymk_core.vae import StreamingDecoder
 from ..asymk_core.window_kernel import WindowCodec
 
 
-LOOP_SETTINGS = dict(kernel_source="latents", first_kernel_frames=0, colour_correction=0.0, window_noise=False)
-"""Pipeline config entries that describe a model's chunk loop (defaults: this project's models; a
-converted SoulX-FlashHead folder sets them): see :class:`asymk_core.kclg.ChunkPlan`,
-:func:`asymk_core.colour.match_colours` and :class:`asymk_core.generation.SamplingSettings`.
+LOOP_SETTINGS = dict(kernel_source="latents", first_kernel_frames=0, colour_correction=0.0, window_noise=False,
+                     decoder_calibration=0.0)
+"""Pipeline config entries that describe a model's chunk loop (defaults: this project's loop
+uncorrected; a model folder or a converted SoulX-FlashHead folder sets them): see
+:class:`asymk_core.kclg.ChunkPlan`, :mod:`asymk_core.portrait_anchor` (``decoder_calibration``,
+and ``colour_correction`` for a ``"latents"`` loop), :class:`asymk_core.window_kernel.WindowCodec`
+(``colour_correction`` for a ``"decoded"`` one) and :class:`asymk_core.generation.SamplingSettings`.
 ``first_kernel_frames`` 0 means ``kernel_frames``."""
 
 
@@ -49,6 +53,7 @@ class RenderSettings:
     first_kernel_frames: int | None = None
     colour_correction: float = 0.0
     window_noise: bool = False
+    decoder_calibration: float = 0.0
 
     @property
     def sampling(self) -> SamplingSettings:
@@ -81,6 +86,7 @@ class RenderSession:
         self._reference_latents = reference_latents
         self._decoder: StreamingDecoder | None = None
         self._codec: WindowCodec | None = None
+        self._anchor: PortraitAnchor | None = None
 
     @property
     def reference_latents(self) -> torch.Tensor:
@@ -99,6 +105,17 @@ class RenderSession:
     def initial_kernel(self) -> torch.Tensor:
         """Chunk 0's motion kernel ``[1, C, kernel_frames, h, w]``."""
         return initial_kernel(self.reference_latents, self.plan)
+
+    @property
+    def anchor(self) -> PortraitAnchor | None:
+        """The :class:`asymk_core.portrait_anchor.PortraitAnchor` correcting this render's decoded
+        frames (``None`` when its loop settings ask for none), made once."""
+        if self._anchor is None:
+            settings, vae = self.settings, self.pipe.vae
+            self._anchor = portrait_anchor(vae, self.plan, None if self.image is None else self.image.to(vae.device),
+                                           self.initial_kernel, float(settings.decoder_calibration),
+                                           float(settings.colour_correction))
+        return self._anchor
 
     def chunks(self, start_chunk: int = 0, state: LoopState | None = None, *, decode: bool = True,
                step_callback: Callable | None = None) -> Iterator[VideoChunk | Chunk]:
@@ -147,6 +164,8 @@ class RenderSession:
                 start_chunk=start_chunk, kernel=kernel, decoder=decoder,
                 colour_reference=colour_reference, window_codec=self._codec,
                 colour_correction=float(self.settings.colour_correction),
+                decoder_calibration=float(self.settings.decoder_calibration),
+                anchor=self.anchor if decode and plan.kernel_source == "latents" else None,
             )
         pipe.maybe_free_model_hooks()
 

@@ -79,3 +79,27 @@ def _speech():
 
     t = np.arange(16000) / 16000
     return (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype("float32")
+
+
+def test_ship_writes_loop_settings_and_scores_with_them(student, tmp_path, monkeypatch):
+    scored = []
+    real_score = ship.score
+
+    def recording_score(model, **kwargs):
+        if not isinstance(model, str) and hasattr(model, "config"):
+            scored.append(model.config.get("decoder_calibration"))
+        elif hasattr(model, "__fspath__"):
+            scored.append(json.loads((model / "model_index.json").read_text()).get("decoder_calibration"))
+        return real_score(model, **kwargs)
+
+    monkeypatch.setattr(ship, "score", recording_score)
+    out = tmp_path / "out"
+    ship.ship(student, out, teacher=student, seconds=1.0, identities=1,
+              loop_settings=ship.loop_settings_from_flags(["decoder_calibration=1.0", "colour_correction=0.5"]))
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["decoder_calibration"] == 1.0 and index["colour_correction"] == 0.5
+    assert scored == [1.0, 1.0, 1.0, 1.0]  # student, teacher at both step counts, untrained
+    assert json.loads((student / "model_index.json").read_text()).get("decoder_calibration", 0.0) == 0.0
+    for bad in ("decoder_calibration", "sampler=teacher", "decoder_calibration=one"):
+        with pytest.raises(InputError, match="--loop-setting"):
+            ship.loop_settings_from_flags([bad])

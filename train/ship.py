@@ -149,9 +149,41 @@ def install(staged: Path, out: Path) -> None:
         shutil.rmtree(backup)
 
 
+def loop_settings_from_flags(pairs: list[str]) -> dict:
+    """``["decoder_calibration=1.0", ...]`` -> ``{"decoder_calibration": 1.0}`` (values parsed as JSON)."""
+    from ..asymk_core.errors import input_error
+    from ..asymk_core.model_folder import LOOP_SETTING_NAMES
+
+    settings = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in LOOP_SETTING_NAMES:
+            raise input_error("--loop-setting", f"got {pair!r}", f"pass NAME=VALUE with NAME one of {list(LOOP_SETTING_NAMES)}")
+        try:
+            settings[name] = json.loads(text)
+        except json.JSONDecodeError:
+            raise input_error("--loop-setting", f"{text!r} is not a JSON value", "pass e.g. decoder_calibration=1.0") from None
+    return settings
+
+
+def configured(folder: Path, loop_settings: dict):
+    """``folder`` as scored: the path itself, or its pipeline with ``loop_settings`` applied."""
+    if not loop_settings:
+        return folder
+    from ..pipelines.pipeline_asymk import AsymKPipeline
+
+    pipe = AsymKPipeline.from_pretrained(str(folder))
+    pipe.register_to_config(**loop_settings)
+    return pipe
+
+
 def ship(student: Path, out: Path, *, teacher: Path | None = None, seconds: float = 10.0, identities: int = 4,
-         max_mb: float = 30.0, provenance: str = "") -> dict:
-    """Score, write the card, check the size, install; returns ``{"rows", "megabytes", "out"}``."""
+         max_mb: float = 30.0, provenance: str = "", loop_settings: dict | None = None) -> dict:
+    """Score, write the card, check the size, install; returns ``{"rows", "megabytes", "out"}``.
+
+    ``loop_settings`` (:data:`asymk_core.model_folder.LOOP_SETTING_NAMES`, e.g.
+    ``{"decoder_calibration": 1.0}``) are written into the shipped ``model_index.json``; the student,
+    the teacher and the untrained row are all scored with them."""
     from ..asymk_core.errors import input_error
     from ..asymk_core.eval.evaluate import GROUND_TRUTH
 
@@ -162,23 +194,27 @@ def ship(student: Path, out: Path, *, teacher: Path | None = None, seconds: floa
     if megabytes > max_mb:
         raise input_error("--student", f"{student} holds {megabytes:.1f} MB, more than --max-mb {max_mb:g}",
                           "ship a smaller preset, or raise --max-mb")
-    config = json.loads((student / "model_index.json").read_text())
-    student_steps = int(config["num_inference_steps"])
-    rows = {"student": score(student, seconds=seconds, identities=identities)}
-    if teacher is not None:
-        rows["teacher"] = score(teacher, seconds=seconds, identities=identities)
-        # What distillation buys: the same teacher sampled with the student's step count.
-        rows[f"teacher, {student_steps} steps"] = score(teacher, seconds=seconds, identities=identities,
-                                                       steps=student_steps)
-    rows["untrained"] = score(untrained_like(student), seconds=seconds, identities=identities)
-    rows["ground truth"] = score(GROUND_TRUTH, seconds=seconds, identities=identities,
-                                 chunk_starts=rows["student"]["chunk_starts"])  # the truth at the student's seams
-    for row in rows.values():
-        row.pop("chunk_starts")
+    loop_settings = dict(loop_settings or {})
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         shutil.copytree(student, staged, dirs_exist_ok=True)
+        config = json.loads((staged / "model_index.json").read_text())
+        if loop_settings:
+            config.update(loop_settings)
+            (staged / "model_index.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        student_steps = int(config["num_inference_steps"])
+        rows = {"student": score(staged, seconds=seconds, identities=identities)}
+        if teacher is not None:
+            rows["teacher"] = score(configured(teacher, loop_settings), seconds=seconds, identities=identities)
+            # What distillation buys: the same teacher sampled with the student's step count.
+            rows[f"teacher, {student_steps} steps"] = score(configured(teacher, loop_settings), seconds=seconds,
+                                                           identities=identities, steps=student_steps)
+        rows["untrained"] = score(untrained_like(staged), seconds=seconds, identities=identities)
+        rows["ground truth"] = score(GROUND_TRUTH, seconds=seconds, identities=identities,
+                                     chunk_starts=rows["student"]["chunk_starts"])  # the truth at the student's seams
+        for row in rows.values():
+            row.pop("chunk_starts")
         (staged / "README.md").write_text(model_card(config, rows, seconds=seconds, identities=identities,
                                                      provenance=provenance or "See `docs/training.md`."))
         (staged / "metrics.json").write_text(json.dumps({"seconds": seconds, "identities": identities,
@@ -199,9 +235,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--identities", type=int, default=4, help="held-out clips (one identity each)")
     parser.add_argument("--max-mb", type=float, default=30.0, help="refuse folders larger than this")
     parser.add_argument("--provenance", default="", help="markdown for the card's 'How it was made' section")
+    parser.add_argument("--loop-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a chunk-loop setting written into the shipped model_index.json and used for "
+                             "scoring, e.g. decoder_calibration=1.0 (repeatable)")
     args = parser.parse_args(argv)
     result = ship(args.student, args.out, teacher=args.teacher, seconds=args.seconds, identities=args.identities,
-                  max_mb=args.max_mb, provenance=args.provenance)
+                  max_mb=args.max_mb, provenance=args.provenance,
+                  loop_settings=loop_settings_from_flags(args.loop_setting))
     print(metrics_table(result["rows"]))
     print(f"installed {result['out']} ({result['megabytes']:.1f} MB)")
     return result
