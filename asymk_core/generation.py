@@ -183,16 +183,18 @@ def decode_chunks(
 def decode_stored_chunks(
     vae, latents: torch.Tensor, initial_kernel: torch.Tensor, plan: ChunkPlan, kernels: torch.Tensor | None = None,
     colour_reference: torch.Tensor | None = None, colour_correction: float = 0.0, decoder_calibration: float = 0.0,
+    colour_lock: float = 0.0,
 ) -> Iterator[VideoChunk]:
     """Decode latents that were stored instead of streamed (chunks concatenated, as
     :func:`asymk_core.kclg.split_chunks` takes them) exactly as :func:`generate_chunks` decodes
     them: seamlessly, or for a ``"decoded"`` plan window by window from the stored re-encoded
     ``kernels``, corrected towards the portrait ``colour_reference`` with ``colour_correction`` and
-    ``decoder_calibration``."""
+    ``decoder_calibration`` and ``colour_lock``."""
     codec = None
     if plan.kernel_source == "decoded":
         codec = WindowCodec(vae, plan, colour_reference, colour_correction)
-    anchor = portrait_anchor(vae, plan, colour_reference, initial_kernel, decoder_calibration, colour_correction)
+    anchor = portrait_anchor(vae, plan, colour_reference, initial_kernel, decoder_calibration, colour_correction,
+                             colour_lock)
     yield from decode_chunks(vae, split_chunks(latents, initial_kernel, plan, kernels), initial_kernel, plan,
                              window_codec=codec, anchor=anchor)
 
@@ -217,6 +219,7 @@ def generate_chunks(
     window_codec: WindowCodec | None = None,
     decoder_calibration: float = 0.0,
     anchor: PortraitAnchor | None = None,
+    colour_lock: float = 0.0,
 ) -> Iterator[VideoChunk | Chunk]:
     """TRE reference latents ``[B, C, plan.window_frames, h, w]`` (:func:`asymk_core.tre.encode_reference`)
     + per-frame audio -> decoded :class:`VideoChunk` objects, streamed (``decode=False``: the latent
@@ -241,8 +244,9 @@ def generate_chunks(
     A ``"latents"`` plan's decoded frames are corrected towards ``colour_reference``
     (:class:`asymk_core.portrait_anchor.PortraitAnchor`): the decoder's own error on the still
     portrait removed with strength ``decoder_calibration``, then Lab statistics matched with
-    ``colour_correction``. ``anchor``: one already made for this portrait and kernel (made here
-    when not given and either strength is above 0).
+    ``colour_correction``, then colours close to the portrait's pulled onto it within ``colour_lock``
+    levels. ``anchor``: one already made for this portrait and kernel (made here when not given and
+    any of the three is above 0).
     """
     if plan.temporal_factor != temporal_factor(vae):
         raise ValueError("`plan.temporal_factor` does not match the VAE.")
@@ -291,5 +295,6 @@ def generate_chunks(
         yield from chunks
         return
     if anchor is None:
-        anchor = portrait_anchor(vae, plan, colour_reference, first_kernel, decoder_calibration, colour_correction)
+        anchor = portrait_anchor(vae, plan, colour_reference, first_kernel, decoder_calibration, colour_correction,
+                                 colour_lock)
     yield from decode_chunks(vae, chunks, first_kernel, plan, decoder, anchor=anchor)

@@ -105,7 +105,7 @@ class LiveSession:
     also wait for it). ``jitter_seconds``:
     arrived speech held back when an utterance starts, absorbing late blocks (default 0.04 s in
     real time, 0 otherwise). ``colour_reference`` (the portrait ``[1, 3, H, W]`` in [-1, 1]),
-    ``colour_correction`` and ``decoder_calibration``: the loop settings that correct decoded frames
+    ``colour_correction``, ``decoder_calibration`` and ``colour_lock``: the loop settings that correct decoded frames
     towards the portrait, as in :func:`asymk_core.generation.generate_chunks`.
     """
 
@@ -116,7 +116,7 @@ class LiveSession:
                  jitter_seconds: float | None = None, max_queued_seconds: float = 4.0,
                  first_kernel_frames: int | None = None, kernel_source: str = "latents",
                  colour_reference: torch.Tensor | None = None, colour_correction: float = 0.0,
-                 decoder_calibration: float = 0.0):
+                 decoder_calibration: float = 0.0, colour_lock: float = 0.0):
         self.transformer, self.vae = transformer, vae
         self.fps = float(fps)
         self.realtime, self.clock = bool(realtime), clock
@@ -144,11 +144,12 @@ class LiveSession:
                                     reference_latents=reference_latents, audio=_SessionAudio(self), plan=self.plan,
                                     settings=sampling, generator=generator, decode=self._decoded_windows,
                                     step_callback=self._on_step, colour_reference=colour_reference,
-                                    colour_correction=colour_correction, decoder_calibration=decoder_calibration)
+                                    colour_correction=colour_correction, decoder_calibration=decoder_calibration,
+                                    colour_lock=colour_lock)
         self._chunks = generate_chunks(**self._loop_arguments)
         first_kernel = initial_kernel(reference_latents.to(transformer.device), self.plan)
         self._anchor = portrait_anchor(vae, self.plan, colour_reference, first_kernel, decoder_calibration,
-                                       colour_correction)  # None for a "decoded" plan
+                                       colour_correction, colour_lock)  # None for a "decoded" plan
         self._decoder = None
         if not self._decoded_windows:
             self._decoder = StreamingDecoder(vae)

@@ -33,7 +33,7 @@ PIPELINE_PRESETS: dict[str, dict] = {
 }
 SCHEDULER_SHIFT = {"tiny": 3.0, "synthetic": 3.0, "base": 5.0}
 LOOP_SETTING_NAMES = ("kernel_source", "first_kernel_frames", "colour_correction", "window_noise",
-                      "decoder_calibration")
+                      "decoder_calibration", "colour_lock")
 """Optional pipeline config entries describing a model's chunk loop (absent: this project's loop)."""
 
 

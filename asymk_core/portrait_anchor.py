@@ -11,6 +11,13 @@ so that it does not follow the head's edges as the head moves, from each decoded
 (``decoder_calibration``, a strength in [0, 1]), then optionally moves each frame's Lab statistics
 to the portrait's (``colour_correction``, :func:`asymk_core.colour.match_colours`).
 
+``colour_lock`` (a tolerance in 8-bit levels, 0 for off) then pulls every pixel whose low-passed
+colour is close to the portrait's at the same place towards it: the correction is the low-passed
+difference (portrait minus frame) weighted by ``exp(-(|difference| / tolerance)^2)`` (``|.|`` the
+RGB distance). A background or shirt whose colour has drifted by a few levels is moved back almost
+fully, one off by about half the tolerance by three quarters of that; a change far past the tolerance (an open mouth, a moved head's edge, a closed eye) is left alone. Only low
+frequencies are added, so it does not blur the frame.
+
 Both are per-frame functions of the decoded frame and its index, so a stream, a resumed render, a
 live session and a decode of stored latents give the same frames.
 """
@@ -72,22 +79,28 @@ class PortraitAnchor:
     measured here, once (about one chunk's decode time)."""
 
     def __init__(self, vae, portrait: torch.Tensor, initial_kernel: torch.Tensor,
-                 decoder_calibration: float = 1.0, colour_correction: float = 0.0):
+                 decoder_calibration: float = 1.0, colour_correction: float = 0.0, colour_lock: float = 0.0):
         for name, value in (("decoder_calibration", decoder_calibration), ("colour_correction", colour_correction)):
             if not 0.0 <= float(value) <= 1.0:
                 raise input_error(name, f"{value} is outside [0, 1]", "pass a strength from 0 (off) to 1")
+        if not 0.0 <= float(colour_lock) <= 255.0:
+            raise input_error("colour_lock", f"{colour_lock} is outside [0, 255]",
+                              "pass a tolerance in 8-bit levels, 0 (off) to 255")
         if portrait is None or portrait.ndim != 4 or portrait.shape[1] != 3:
             got = None if portrait is None else tuple(portrait.shape)
             raise input_error("colour_reference", f"expected the portrait [B, 3, H, W], got {got}",
                               "pass the preprocessed portrait in [-1, 1]")
         self.portrait = portrait.float()
         self.decoder_calibration, self.colour_correction = float(decoder_calibration), float(colour_correction)
+        self.colour_lock = float(colour_lock)
+        self._sigma = LOW_PASS_SIGMA * min(portrait.shape[-2:])
+        # the portrait low-passed once, [B, 1, H, W, 3] in [0, 1], for the lock
+        self._smooth_portrait = _gaussian_blur((self.portrait + 1.0) / 2.0, self._sigma).permute(0, 2, 3, 1)[:, None]
         self.correction = None  # [n, B, H, W, 3] in [0, 1] units, subtracted from frame min(index, n - 1)
         if self.decoder_calibration:
             error = decoder_error(vae, portrait, initial_kernel)
             batch, frames = error.shape[:2]
-            sigma = LOW_PASS_SIGMA * min(portrait.shape[-2:])
-            smooth = _gaussian_blur(error.flatten(0, 1), sigma).unflatten(0, (batch, frames))
+            smooth = _gaussian_blur(error.flatten(0, 1), self._sigma).unflatten(0, (batch, frames))
             self.correction = (self.decoder_calibration * smooth / 2.0).permute(1, 0, 3, 4, 2).cpu()
 
     def apply(self, frames: torch.Tensor, start_frame: int) -> torch.Tensor:
@@ -101,7 +114,19 @@ class PortraitAnchor:
             video = out.permute(0, 4, 1, 2, 3) * 2.0 - 1.0
             video = match_colours(video, self.portrait.to(video.device), self.colour_correction)
             out = ((video + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)
+        if self.colour_lock:
+            out = self._lock(out)
         return out.to(frames.dtype)
+
+    def _lock(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, f, H, W, 3]`` in [0, 1] -> the same with colours close to the portrait's pulled onto it."""
+        batch, count = frames.shape[:2]
+        smooth = _gaussian_blur(frames.permute(0, 1, 4, 2, 3).flatten(0, 1), self._sigma)
+        smooth = smooth.unflatten(0, (batch, count)).permute(0, 1, 3, 4, 2)
+        difference = self._smooth_portrait.to(frames) - smooth
+        tolerance = self.colour_lock / 255.0
+        weight = torch.exp(-(difference.norm(dim=-1, keepdim=True) / tolerance) ** 2)
+        return (frames + weight * difference).clamp(0.0, 1.0)
 
 
 def check_calibration(plan, decoder_calibration: float) -> None:
@@ -113,12 +138,13 @@ def check_calibration(plan, decoder_calibration: float) -> None:
 
 
 def portrait_anchor(vae, plan, portrait: torch.Tensor | None, initial_kernel: torch.Tensor,
-                    decoder_calibration: float, colour_correction: float) -> PortraitAnchor | None:
+                    decoder_calibration: float, colour_correction: float,
+                    colour_lock: float = 0.0) -> PortraitAnchor | None:
     """The anchor a render with these loop settings uses, or ``None`` when there is nothing to do.
 
     A ``"decoded"`` plan colour-corrects inside its window codec and is not calibrated; without a
     portrait (only reference latents given) frames are left as decoded."""
     check_calibration(plan, decoder_calibration)
-    if plan.kernel_source == "decoded" or portrait is None or not (decoder_calibration or colour_correction):
+    if plan.kernel_source == "decoded" or portrait is None or not (decoder_calibration or colour_correction or colour_lock):
         return None
-    return PortraitAnchor(vae, portrait, initial_kernel, decoder_calibration, colour_correction)
+    return PortraitAnchor(vae, portrait, initial_kernel, decoder_calibration, colour_correction, colour_lock)

@@ -95,6 +95,7 @@ class AsymKChunkLoopSampler(io.ComfyNode):
             "asymk_colour_reference": None if session.image is None else session.image.float().cpu(),
             "asymk_colour_correction": float(session.settings.colour_correction),
             "asymk_decoder_calibration": float(session.settings.decoder_calibration),
+            "asymk_colour_lock": float(session.settings.colour_lock),
         }
         if plan.kernel_source == "decoded":  # each window is decoded on its own
             latent.update({
@@ -153,7 +154,8 @@ class AsymKDecode(io.ComfyNode):
         pieces = []
         for decoded in decode_stored_chunks(pipe.vae, latent["samples"].to(device=device, dtype=dtype), kernel, plan,
                                             kernels, colour, float(latent.get("asymk_colour_correction", 0.0)),
-                                            float(latent.get("asymk_decoder_calibration", 0.0))):
+                                            float(latent.get("asymk_decoder_calibration", 0.0)),
+                                            float(latent.get("asymk_colour_lock", 0.0))):
             pieces.append(comfy_image_to_frames(decoded.frames[0]))
             bar.update(1)
             comfy.model_management.throw_exception_if_processing_interrupted()

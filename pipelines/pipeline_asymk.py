@@ -113,6 +113,7 @@ class AsymKPipeline(DiffusionPipeline):
         colour_correction: float = 0.0,
         window_noise: bool = False,
         decoder_calibration: float = 0.0,
+        colour_lock: float = 0.0,
     ):
         super().__init__()
         self.register_modules(
@@ -127,6 +128,7 @@ class AsymKPipeline(DiffusionPipeline):
             height=height, width=width, fps=fps, chunk_frames=chunk_frames, kernel_frames=kernel_frames,
             kernel_source=kernel_source, first_kernel_frames=first_kernel_frames,
             colour_correction=colour_correction, window_noise=window_noise, decoder_calibration=decoder_calibration,
+            colour_lock=colour_lock,
         )
 
     # ----------------------------------------------------------------------------------- loading
@@ -413,7 +415,8 @@ class AsymKPipeline(DiffusionPipeline):
             audio_window=self.transformer.config.audio_window, generator=generator, realtime=realtime,
             first_kernel_frames=settings.first_kernel_frames, kernel_source=settings.kernel_source,
             colour_reference=portrait, colour_correction=float(settings.colour_correction),
-            decoder_calibration=float(settings.decoder_calibration), **options,
+            decoder_calibration=float(settings.decoder_calibration), colour_lock=float(settings.colour_lock),
+            **options,
         )
 
     # -------------------------------------------------------------------------------------- call

@@ -25,11 +25,11 @@ from ..asymk_core.window_kernel import WindowCodec
 
 
 LOOP_SETTINGS = dict(kernel_source="latents", first_kernel_frames=0, colour_correction=0.0, window_noise=False,
-                     decoder_calibration=0.0)
+                     decoder_calibration=0.0, colour_lock=0.0)
 """Pipeline config entries that describe a model's chunk loop (defaults: this project's loop
 uncorrected; a model folder or a converted SoulX-FlashHead folder sets them): see
 :class:`asymk_core.kclg.ChunkPlan`, :mod:`asymk_core.portrait_anchor` (``decoder_calibration``,
-and ``colour_correction`` for a ``"latents"`` loop), :class:`asymk_core.window_kernel.WindowCodec`
+``colour_lock`` and ``colour_correction`` for a ``"latents"`` loop), :class:`asymk_core.window_kernel.WindowCodec`
 (``colour_correction`` for a ``"decoded"`` one) and :class:`asymk_core.generation.SamplingSettings`.
 ``first_kernel_frames`` 0 means ``kernel_frames``."""
 
@@ -54,6 +54,7 @@ class RenderSettings:
     colour_correction: float = 0.0
     window_noise: bool = False
     decoder_calibration: float = 0.0
+    colour_lock: float = 0.0
 
     @property
     def sampling(self) -> SamplingSettings:
@@ -114,7 +115,7 @@ class RenderSession:
             settings, vae = self.settings, self.pipe.vae
             self._anchor = portrait_anchor(vae, self.plan, None if self.image is None else self.image.to(vae.device),
                                            self.initial_kernel, float(settings.decoder_calibration),
-                                           float(settings.colour_correction))
+                                           float(settings.colour_correction), float(settings.colour_lock))
         return self._anchor
 
     def chunks(self, start_chunk: int = 0, state: LoopState | None = None, *, decode: bool = True,
@@ -165,6 +166,7 @@ class RenderSession:
                 colour_reference=colour_reference, window_codec=self._codec,
                 colour_correction=float(self.settings.colour_correction),
                 decoder_calibration=float(self.settings.decoder_calibration),
+                colour_lock=float(self.settings.colour_lock),
                 anchor=self.anchor if decode and plan.kernel_source == "latents" else None,
             )
         pipe.maybe_free_model_hooks()

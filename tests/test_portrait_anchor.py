@@ -156,3 +156,32 @@ def test_anchored_live_stream_and_resume_agree(anchored_pipe, tiny_pipe, portrai
     anchored_pipe.register_to_config(decoder_calibration=0.0, colour_correction=0.0)
     plain = streamed(anchored_pipe, portrait_array, audio)
     assert plain.shape == expected.shape and not np.array_equal(plain, expected)
+
+
+def test_colour_lock_pulls_a_drifted_background_back_and_leaves_large_changes(tiny_pipe, portrait_array):
+    """A frame whose background drifted by 10 levels per channel is moved back within 2 levels of the portrait;
+    a patch changed by 200 levels (an open mouth) keeps its colour; tolerance 0 returns the frame."""
+    vae = tiny_pipe.vae
+    portrait_u8 = np.asarray(portrait_array)[: 32, : 32] if np.asarray(portrait_array).shape[0] > 32 else np.asarray(portrait_array)
+    portrait = as_model_image(portrait_u8)
+    plan = plan_for(vae)
+    kernel = initial_kernel(encode_reference(vae, portrait, plan.window_frames), plan)
+    frame = torch.from_numpy(portrait_u8).float()[None, None] / 255.0  # [1, 1, H, W, 3]
+    drifted = (frame + torch.tensor([10.0, -10.0, 10.0]) / 255.0).clamp(0.0, 1.0)
+    size = frame.shape[2]
+    drifted[:, :, size // 2 - 4: size // 2 + 4, size // 2 - 4: size // 2 + 4] = \
+        1.0 - frame[:, :, size // 2 - 4: size // 2 + 4, size // 2 - 4: size // 2 + 4]
+    locked = PortraitAnchor(vae, portrait, kernel, decoder_calibration=0.0, colour_lock=51.0).apply(drifted, 0)
+    border = np.ones((size, size), bool)
+    border[size // 4: -size // 4, size // 4: -size // 4] = False
+    error_before = (drifted - frame)[0, 0][torch.from_numpy(border)].abs().mean().item() * 255
+    error_after = (locked - frame)[0, 0][torch.from_numpy(border)].abs().mean().item() * 255
+    assert error_before > 8.0 and error_after < 2.0
+    patch = slice(size // 2 - 2, size // 2 + 2)
+    changed = (drifted - frame)[0, 0, patch, patch].abs().mean()
+    kept = (locked - drifted)[0, 0, patch, patch].abs().mean()
+    assert kept < 0.1 * changed
+    off = PortraitAnchor(vae, portrait, kernel, decoder_calibration=0.0, colour_lock=0.0).apply(drifted, 0)
+    assert torch.equal(off, drifted)
+    with pytest.raises(InputError, match="colour_lock"):
+        PortraitAnchor(vae, portrait, kernel, colour_lock=-1.0)
