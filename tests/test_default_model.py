@@ -54,7 +54,10 @@ def test_lip_syncs_a_held_out_clip_in_four_steps_and_an_untrained_twin_does_not(
         untrained = evaluate_model(default_pipe, seconds=3.0, identities=1, progress=False)["summary"]
     finally:
         default_pipe.transformer = student
-    assert trained["sync_pearson"] > 0.4 > untrained["sync_pearson"]
+    # a random network still maps loud audio to some pixel change, so over 3 s its mouth can
+    # correlate by chance (about +-0.45 across seeds); the trained student is far above that
+    assert trained["sync_pearson"] > 0.8
+    assert trained["sync_pearson"] > untrained["sync_pearson"] + 0.3
     assert trained["identity_distance"] < untrained["identity_distance"]
     assert trained["psnr"] > untrained["psnr"] + 3
 
